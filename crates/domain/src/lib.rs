@@ -1,0 +1,20 @@
+//! Domain types shared by the pipeline's crates.
+//!
+//! Library crates (`ingest`, `model`, `report`, `synth`) never depend on each other: they meet
+//! through these plain types. Nothing here links GDAL, libtorch or polars.
+
+mod classes;
+mod error;
+mod plants;
+mod prediction;
+mod raster;
+mod samples;
+mod spectral_axis;
+
+pub use classes::{ClassInfo, ClassSet};
+pub use error::Error;
+pub use plants::{BoundingBox, Plant, PlantSet};
+pub use prediction::{entropy_nats, Prediction, PredictionTable};
+pub use raster::{GeoReference, Interleave, LabelRaster, RasterCube};
+pub use samples::{SampleUnit, SpectralSamples};
+pub use spectral_axis::{LinearResampler, SpectralAxis};

@@ -1,0 +1,73 @@
+use serde::{Deserialize, Serialize};
+
+use crate::{ClassSet, Plant};
+
+/// The model's call for one spectrum.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Prediction {
+    /// Softmax averaged over samples of z, one per class in the model's class order.
+    pub probabilities: Vec<f32>,
+    /// Index into the class set of the highest probability.
+    pub predicted_index: usize,
+    /// Entropy of `probabilities`, in nats.
+    pub entropy_nats: f64,
+    /// KL(q(z|x) || N(0, I)) in nats: the spectrum's rate. High for spectra unlike the training data.
+    pub kl_nats: f64,
+}
+
+impl Prediction {
+    /// A prediction from averaged probabilities and the spectrum's KL.
+    pub fn from_probabilities(probabilities: Vec<f32>, kl_nats: f64) -> Self {
+        let predicted_index = probabilities
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map_or(0, |(i, _)| i);
+        let entropy_nats = entropy_nats(&probabilities);
+        Self {
+            probabilities,
+            predicted_index,
+            entropy_nats,
+            kl_nats,
+        }
+    }
+}
+
+/// Shannon entropy in nats of a probability vector (zeros contribute nothing).
+pub fn entropy_nats(probabilities: &[f32]) -> f64 {
+    probabilities
+        .iter()
+        .map(|&p| p as f64)
+        .filter(|&p| p > 0.0)
+        .map(|p| -p * p.ln())
+        .sum()
+}
+
+/// Everything the report writers need for one cube's plants.
+#[derive(Debug, Clone)]
+pub struct PredictionTable {
+    pub field_id: String,
+    pub model_id: String,
+    pub beta: f64,
+    pub classes: ClassSet,
+    pub plants: Vec<Plant>,
+    pub predictions: Vec<Prediction>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entropy_of_uniform_is_log_k() {
+        let p = vec![0.25f32; 4];
+        assert!((entropy_nats(&p) - 4f64.ln()).abs() < 1e-6);
+        assert_eq!(entropy_nats(&[1.0, 0.0]), 0.0);
+    }
+
+    #[test]
+    fn predicted_index_is_argmax() {
+        let prediction = Prediction::from_probabilities(vec![0.2, 0.7, 0.1], 1.5);
+        assert_eq!(prediction.predicted_index, 1);
+    }
+}

@@ -1,0 +1,356 @@
+//! An open hyperspectral cube: metadata resolved once, pixels read in blocks of lines.
+
+use std::path::{Path, PathBuf};
+use std::sync::Once;
+
+use domain::{GeoReference, Interleave, SpectralAxis};
+use gdal::Metadata;
+
+use crate::envi_header::EnviHeader;
+use crate::error::{Error, Result};
+use crate::locate::{locate, RasterFiles};
+use crate::raster_io::read_block_f32;
+
+/// How reading is done; owned by this crate, filled in by the caller.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct ReadConfig {
+    /// Upper bound on the f32 block buffer, in bytes; sets how many lines are read at once.
+    pub block_bytes: usize,
+}
+
+impl Default for ReadConfig {
+    /// 64 MiB blocks: a few hundred lines of a typical push-broom cube.
+    fn default() -> Self {
+        Self {
+            block_bytes: 64 << 20,
+        }
+    }
+}
+
+/// The file format a cube was read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CubeFormat {
+    Envi,
+    GeoTiff,
+    /// Any other raster GDAL opens, with wavelengths from band metadata.
+    Other,
+}
+
+/// A cube opened for reading. Reflectance = stored value * `gain` (1 / `reflectance scale
+/// factor` for ENVI; the band scale for GeoTIFF).
+#[derive(Debug)]
+pub struct Cube {
+    files: RasterFiles,
+    dataset: gdal::Dataset,
+    format: CubeFormat,
+    lines: usize,
+    samples: usize,
+    axis: SpectralAxis,
+    gain: f64,
+    offset: f64,
+    interleave: Option<Interleave>,
+    georeference: Option<GeoReference>,
+    block_lines: usize,
+}
+
+static GDAL_ERRORS_TO_TRACING: Once = Once::new();
+
+/// Send GDAL's own messages to tracing instead of stderr; errors reach the user through our types.
+fn route_gdal_messages() {
+    GDAL_ERRORS_TO_TRACING.call_once(|| {
+        gdal::config::set_error_handler(|class, number, message| {
+            tracing::debug!(?class, number, message, "gdal");
+        });
+    });
+}
+
+impl Cube {
+    /// Open a cube from its ENVI header, ENVI data file or GeoTIFF.
+    pub fn open(path: &Path, config: &ReadConfig) -> Result<Self> {
+        route_gdal_messages();
+        let files = locate(path)?;
+        let header = files.header.as_deref().map(EnviHeader::read).transpose()?;
+        let dataset = gdal::Dataset::open(&files.data)
+            .map_err(|e| Error::gdal(&files.data, "open the raster", e))?;
+        let (samples, lines) = dataset.raster_size();
+        let bands = dataset.raster_count();
+        let driver = dataset.driver().short_name();
+        let format = match driver.as_str() {
+            "ENVI" => CubeFormat::Envi,
+            "GTiff" => CubeFormat::GeoTiff,
+            _ => CubeFormat::Other,
+        };
+        if lines == 0 || samples == 0 || bands == 0 {
+            return Err(Error::invalid(
+                &files.data,
+                format!("empty cube: {lines} lines, {samples} samples, {bands} bands"),
+            ));
+        }
+        let mut cube_gain = 1.0;
+        let mut cube_offset = 0.0;
+        let mut interleave = None;
+        let (wavelengths, fwhm) = match (&header, format) {
+            (Some(h), CubeFormat::Envi) => {
+                check_envi_geometry(h, &files.data, lines, samples, bands)?;
+                interleave = Some(h.interleave()?);
+                if let Some(factor) = h.reflectance_scale_factor()? {
+                    cube_gain = 1.0 / factor;
+                }
+                (h.wavelengths_nm(bands)?, h.fwhm_nm(bands)?)
+            }
+            _ => {
+                let (gain, offset) = band_scale(&dataset, &files.data)?;
+                cube_gain = gain;
+                cube_offset = offset;
+                match band_wavelengths(&dataset, &files.data, bands)? {
+                    (Some(w), f) => (Some(w), f),
+                    // A GeoTIFF without wavelengths may have an ENVI-style sidecar header.
+                    (None, _) => match &header {
+                        Some(h) => (h.wavelengths_nm(bands)?, h.fwhm_nm(bands)?),
+                        None => (None, None),
+                    },
+                }
+            }
+        };
+        let wavelengths = wavelengths.ok_or_else(|| {
+            Error::field(
+                files.header.as_deref().unwrap_or(&files.data),
+                "wavelength",
+                "missing: the cube's band wavelengths are needed to find red and NIR",
+            )
+        })?;
+        let axis = SpectralAxis::new(wavelengths, fwhm).map_err(|source| Error::Domain {
+            path: files.data.clone(),
+            source,
+        })?;
+        let georeference = georeference(&dataset);
+        let line_bytes = samples * bands * std::mem::size_of::<f32>();
+        let block_lines = (config.block_bytes / line_bytes.max(1)).clamp(1, lines);
+        tracing::debug!(
+            data = %files.data.display(),
+            lines, samples, bands, driver, block_lines, "cube opened"
+        );
+        Ok(Self {
+            files,
+            dataset,
+            format,
+            lines,
+            samples,
+            axis,
+            gain: cube_gain,
+            offset: cube_offset,
+            interleave,
+            georeference,
+            block_lines,
+        })
+    }
+
+    pub fn data_path(&self) -> &Path {
+        &self.files.data
+    }
+
+    pub fn header_path(&self) -> Option<&Path> {
+        self.files.header.as_deref()
+    }
+
+    pub fn format(&self) -> CubeFormat {
+        self.format
+    }
+
+    pub fn lines(&self) -> usize {
+        self.lines
+    }
+
+    pub fn samples(&self) -> usize {
+        self.samples
+    }
+
+    pub fn bands(&self) -> usize {
+        self.axis.len()
+    }
+
+    pub fn axis(&self) -> &SpectralAxis {
+        &self.axis
+    }
+
+    pub fn interleave(&self) -> Option<Interleave> {
+        self.interleave
+    }
+
+    pub fn georeference(&self) -> Option<&GeoReference> {
+        self.georeference.as_ref()
+    }
+
+    /// Lines per block read.
+    pub fn block_lines(&self) -> usize {
+        self.block_lines
+    }
+
+    /// Blocks of lines covering the cube, in order: (first line, line count).
+    pub fn blocks(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        (0..self.lines)
+            .step_by(self.block_lines)
+            .map(|first| (first, self.block_lines.min(self.lines - first)))
+    }
+
+    /// Reflectance of lines `first_line..first_line + line_count`, band sequential into `buffer`:
+    /// (band b, line l, sample s) at `(b * line_count + l) * samples + s`.
+    pub fn read_block(
+        &self,
+        first_line: usize,
+        line_count: usize,
+        buffer: &mut Vec<f32>,
+    ) -> Result<()> {
+        self.read_block_of_bands(first_line, line_count, None, buffer)
+    }
+
+    /// Like [`Cube::read_block`] for a subset of bands (0-based, in the order given).
+    pub fn read_block_of_bands(
+        &self,
+        first_line: usize,
+        line_count: usize,
+        bands: Option<&[usize]>,
+        buffer: &mut Vec<f32>,
+    ) -> Result<()> {
+        read_block_f32(
+            &self.dataset,
+            &self.files.data,
+            first_line,
+            line_count,
+            bands,
+            buffer,
+        )?;
+        if self.gain != 1.0 || self.offset != 0.0 {
+            let (gain, offset) = (self.gain as f32, self.offset as f32);
+            buffer.iter_mut().for_each(|v| *v = *v * gain + offset);
+        }
+        Ok(())
+    }
+}
+
+/// The header's size fields must agree with what GDAL opened, and the data file must be long enough.
+fn check_envi_geometry(
+    header: &EnviHeader,
+    data: &PathBuf,
+    lines: usize,
+    samples: usize,
+    bands: usize,
+) -> Result<()> {
+    let (h_lines, h_samples, h_bands) = (header.lines()?, header.samples()?, header.bands()?);
+    if (h_lines, h_samples, h_bands) != (lines, samples, bands) {
+        return Err(Error::invalid(
+            header.path(),
+            format!(
+                "header says {h_lines} lines x {h_samples} samples x {h_bands} bands, gdal read {lines} x {samples} x {bands}"
+            ),
+        ));
+    }
+    let value_bytes = match header.data_type()? {
+        1 => 1,
+        2 | 12 => 2,
+        3 | 4 | 13 => 4,
+        _ => 8,
+    };
+    if header.big_endian()?.is_none() {
+        tracing::warn!(header = %header.path().display(), "no 'byte order' in header: reading as little-endian (0)");
+    }
+    let offset = header.header_offset()?.unwrap_or(0);
+    let expected = offset as u64 + (lines * samples * bands * value_bytes) as u64;
+    let actual = std::fs::metadata(data)
+        .map_err(|e| Error::io(data, "cannot stat data file", e))?
+        .len();
+    if actual < expected {
+        return Err(Error::invalid(
+            data,
+            format!("data file is {actual} bytes, the header implies {expected} (offset {offset} + {lines} x {samples} x {bands} x {value_bytes})"),
+        ));
+    }
+    Ok(())
+}
+
+/// Wavelengths from band metadata (`wavelength` + `wavelength_units`, as GDAL's ENVI and GTiff
+/// drivers write them) and `fwhm` when present.
+fn band_wavelengths(
+    dataset: &gdal::Dataset,
+    path: &Path,
+    bands: usize,
+) -> Result<(Option<Vec<f64>>, Option<Vec<f64>>)> {
+    let mut wavelengths = Vec::with_capacity(bands);
+    let mut fwhm = Vec::with_capacity(bands);
+    for b in 1..=bands {
+        let band = dataset
+            .rasterband(b)
+            .map_err(|e| Error::gdal(path, "open a band", e))?;
+        let Some(value) = band.metadata_item("wavelength", "") else {
+            return Ok((None, None));
+        };
+        let parse = |text: &str, field: &str| {
+            text.trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|v| v.is_finite())
+                .ok_or_else(|| {
+                    Error::field(path, field, format!("band {b}: '{text}' is not a number"))
+                })
+        };
+        let units = band
+            .metadata_item("wavelength_units", "")
+            .unwrap_or_default()
+            .to_lowercase();
+        let factor = match units.trim() {
+            "micrometers" | "micrometer" | "um" | "µm" | "microns" => 1000.0,
+            "" | "nanometers" | "nanometer" | "nm" => 1.0,
+            other => {
+                return Err(Error::field(
+                    path,
+                    "wavelength_units",
+                    format!("band {b}: '{other}' is not a wavelength unit"),
+                ))
+            }
+        };
+        wavelengths.push(parse(&value, "wavelength")? * factor);
+        if let Some(value) = band.metadata_item("fwhm", "") {
+            fwhm.push(parse(&value, "fwhm")? * factor);
+        }
+    }
+    let fwhm = (fwhm.len() == bands).then_some(fwhm);
+    Ok((Some(wavelengths), fwhm))
+}
+
+/// GDAL band scale and offset (physical = raw * scale + offset); all bands must agree.
+fn band_scale(dataset: &gdal::Dataset, path: &Path) -> Result<(f64, f64)> {
+    let first = dataset
+        .rasterband(1)
+        .map_err(|e| Error::gdal(path, "open band 1", e))?;
+    let scale = first.scale().unwrap_or(1.0);
+    let offset = first.offset().unwrap_or(0.0);
+    for b in 2..=dataset.raster_count() {
+        let band = dataset
+            .rasterband(b)
+            .map_err(|e| Error::gdal(path, "open a band", e))?;
+        if band.scale().unwrap_or(1.0) != scale || band.offset().unwrap_or(0.0) != offset {
+            return Err(Error::invalid(path, format!("band {b} has another scale/offset than band 1; per-band scales are not supported")));
+        }
+    }
+    Ok((scale, offset))
+}
+
+fn georeference(dataset: &gdal::Dataset) -> Option<GeoReference> {
+    let transform = dataset.geo_transform().ok()?;
+    if transform[2] != 0.0 || transform[4] != 0.0 {
+        return None;
+    }
+    let spatial_ref = dataset.spatial_ref().ok()?;
+    Some(GeoReference {
+        origin_x: transform[0],
+        origin_y: transform[3],
+        pixel_width: transform[1],
+        pixel_height: -transform[5],
+        epsg: spatial_ref
+            .auth_code()
+            .ok()
+            .and_then(|c| u32::try_from(c).ok()),
+        crs_wkt: spatial_ref.to_wkt().unwrap_or_default(),
+    })
+}

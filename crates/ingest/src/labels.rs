@@ -1,0 +1,202 @@
+//! Label rasters (ENVI classification or GeoTIFF) and the labelled samples they pick from a cube.
+
+use std::path::Path;
+
+use domain::{ClassInfo, ClassSet, LabelRaster, SampleUnit, SpectralSamples};
+
+use crate::components::label_components;
+use crate::cube::Cube;
+use crate::envi_header::EnviHeader;
+use crate::error::{Error, Result};
+use crate::locate::locate;
+use crate::plants::region_spectra;
+
+/// Read a single-band label raster. Class names come from the ENVI `class names` field when
+/// present, otherwise from GDAL category names, otherwise `class_<code>`.
+pub fn read_label_raster(path: &Path) -> Result<LabelRaster> {
+    let files = locate(path)?;
+    let header = files.header.as_deref().map(EnviHeader::read).transpose()?;
+    let dataset = gdal::Dataset::open(&files.data)
+        .map_err(|e| Error::gdal(&files.data, "open the label raster", e))?;
+    if dataset.raster_count() != 1 {
+        return Err(Error::invalid(
+            &files.data,
+            format!(
+                "a label raster has one band, this one has {}",
+                dataset.raster_count()
+            ),
+        ));
+    }
+    let (samples, lines) = dataset.raster_size();
+    let band = dataset
+        .rasterband(1)
+        .map_err(|e| Error::gdal(&files.data, "open band 1", e))?;
+    let values = band
+        .read_as::<f64>((0, 0), (samples, lines), (samples, lines), None)
+        .map_err(|e| Error::gdal(&files.data, "read the labels", e))?;
+    let mut codes = Vec::with_capacity(lines * samples);
+    for (i, &v) in values.data().iter().enumerate() {
+        if v < 0.0 || v.fract() != 0.0 || v > u32::MAX as f64 {
+            return Err(Error::invalid(
+                &files.data,
+                format!(
+                    "pixel (line {}, sample {}) has label {v}; labels are whole numbers >= 0",
+                    i / samples,
+                    i % samples
+                ),
+            ));
+        }
+        codes.push(v as u32);
+    }
+    let classes = match header
+        .as_ref()
+        .map(EnviHeader::classes)
+        .transpose()?
+        .flatten()
+    {
+        Some(classes) => classes,
+        None => {
+            let mut present: Vec<u32> = codes.iter().copied().filter(|&c| c != 0).collect();
+            present.sort_unstable();
+            present.dedup();
+            let categories = category_names(&band);
+            let classes = present
+                .into_iter()
+                .map(|code| ClassInfo {
+                    code,
+                    name: categories
+                        .get(code as usize)
+                        .filter(|n| !n.is_empty())
+                        .cloned()
+                        .unwrap_or_else(|| format!("class_{code}")),
+                })
+                .collect();
+            ClassSet::new(classes).map_err(|source| Error::Domain {
+                path: files.data.clone(),
+                source,
+            })?
+        }
+    };
+    if let Some(&code) = codes
+        .iter()
+        .find(|&&c| c != 0 && classes.index_of_code(c).is_none())
+    {
+        return Err(Error::invalid(
+            &files.data,
+            format!(
+                "label code {code} is not among the classes ({})",
+                classes.names().join(", ")
+            ),
+        ));
+    }
+    Ok(LabelRaster {
+        lines,
+        samples,
+        codes,
+        classes,
+        georeference: None,
+    })
+}
+
+fn category_names(band: &gdal::raster::RasterBand<'_>) -> Vec<String> {
+    // SAFETY: GDALGetRasterCategoryNames returns a NULL-terminated list of C strings owned by the
+    // band, valid while the band lives and unchanged during this copy.
+    unsafe {
+        let list = gdal_sys::GDALGetRasterCategoryNames(band.c_rasterband());
+        let mut names = Vec::new();
+        if list.is_null() {
+            return names;
+        }
+        let mut i = 0;
+        while !(*list.add(i)).is_null() {
+            names.push(
+                std::ffi::CStr::from_ptr(*list.add(i))
+                    .to_string_lossy()
+                    .into_owned(),
+            );
+            i += 1;
+        }
+        names
+    }
+}
+
+/// Labelled samples of `cube`: one per connected region of one label (`Plant`, the region's mean
+/// spectrum) or one per labelled pixel (`Pixel`). `label_path` names the label file in errors.
+pub fn labelled_samples(
+    cube: &Cube,
+    labels: &LabelRaster,
+    label_path: &Path,
+    unit: SampleUnit,
+) -> Result<SpectralSamples> {
+    if (labels.lines, labels.samples) != (cube.lines(), cube.samples()) {
+        return Err(Error::invalid(
+            label_path,
+            format!(
+                "label raster is {} lines x {} samples, the cube {} is {} x {}",
+                labels.lines,
+                labels.samples,
+                cube.data_path().display(),
+                cube.lines(),
+                cube.samples()
+            ),
+        ));
+    }
+    let components = label_components(&labels.codes, labels.lines, labels.samples);
+    let bands = cube.bands();
+    let (spectra, label_codes, groups) = match unit {
+        SampleUnit::Plant => {
+            let regions = region_spectra(cube, &components, true)?;
+            let mut spectra = Vec::with_capacity(regions.len() * bands);
+            let mut codes = Vec::with_capacity(regions.len());
+            let mut groups = Vec::with_capacity(regions.len());
+            for region in regions {
+                spectra.extend_from_slice(&region.mean_reflectance);
+                codes.push(
+                    region
+                        .label_code
+                        .expect("regions of labels carry their code"),
+                );
+                groups.push(region.plant_id);
+            }
+            (spectra, codes, groups)
+        }
+        SampleUnit::Pixel => {
+            let samples = cube.samples();
+            let labelled = labels.codes.iter().filter(|&&c| c != 0).count();
+            let mut spectra = Vec::with_capacity(labelled * bands);
+            let mut codes = Vec::with_capacity(labelled);
+            let mut groups = Vec::with_capacity(labelled);
+            let mut buffer = Vec::new();
+            for (first, count) in cube.blocks() {
+                let block_codes = &labels.codes[first * samples..(first + count) * samples];
+                if block_codes.iter().all(|&c| c == 0) {
+                    continue;
+                }
+                cube.read_block(first, count, &mut buffer)?;
+                let plane = count * samples;
+                for (offset, &code) in block_codes.iter().enumerate() {
+                    if code == 0 {
+                        continue;
+                    }
+                    spectra.extend((0..bands).map(|b| buffer[b * plane + offset]));
+                    codes.push(code);
+                    groups.push(components.region_of_pixel[first * samples + offset]);
+                }
+            }
+            (spectra, codes, groups)
+        }
+    };
+    if label_codes.is_empty() {
+        return Err(Error::invalid(
+            label_path,
+            "no labelled pixels (all codes are 0)",
+        ));
+    }
+    Ok(SpectralSamples {
+        axis: cube.axis().clone(),
+        classes: labels.classes.clone(),
+        spectra,
+        label_codes,
+        groups,
+    })
+}

@@ -1,0 +1,24 @@
+//! Ingest: hyperspectral cubes in, plants and their spectra out.
+//!
+//! Cubes open through GDAL from an ENVI header, an ENVI data file or a GeoTIFF; ENVI headers are
+//! parsed here (GDAL 3.6 drops long header lines). Pixels are read in blocks of lines, never the
+//! whole cube: only per-pixel keys (mask, region ids) are held for the whole scene.
+
+mod components;
+mod cube;
+mod envi_header;
+mod error;
+mod labels;
+mod locate;
+mod plants;
+mod raster_io;
+mod write;
+
+pub use components::{label_components, Components};
+pub use cube::{Cube, CubeFormat, ReadConfig};
+pub use envi_header::EnviHeader;
+pub use error::{Error, Result};
+pub use labels::{labelled_samples, read_label_raster};
+pub use locate::{locate, RasterFiles};
+pub use plants::{find_plants, region_spectra, vegetation_mask, PlantConfig};
+pub use write::{write_envi_cube, write_envi_labels, write_geotiff_cube, write_geotiff_labels};
