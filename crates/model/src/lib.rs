@@ -1,1 +1,21 @@
-//! model
+//! The Variational Information Bottleneck classifier (Alemi et al. 2017) for spectra.
+//!
+//! Encoder q(z|x) = N(mu(x), diag(sigma^2(x))), z = mu + sigma * eps, classifier p(y|z), prior
+//! N(0, I); loss = mean cross-entropy + beta * batch mean of KL(q(z|x) || N(0, I)). Prediction
+//! averages the softmax over samples of z and reports each spectrum's KL. libtorch stays inside
+//! this crate: its API takes and returns plain slices and domain types.
+
+mod config;
+mod device;
+mod error;
+mod metrics;
+mod network;
+mod split;
+mod vib;
+
+pub use config::TrainConfig;
+pub use device::{cuda_available, DeviceChoice};
+pub use error::{Error, Result};
+pub use metrics::{ClassMetrics, Metrics};
+pub use network::Architecture;
+pub use vib::{EpochRecord, ModelCard, TrainingSummary, VibModel, FORMAT_VERSION};

@@ -1,0 +1,70 @@
+/// Training settings of the VIB classifier.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct TrainConfig {
+    /// Weight of the KL (rate) term: larger squeezes the bottleneck.
+    pub beta: f64,
+    /// Dimensions of z.
+    pub latent_dim: usize,
+    /// Widths of the encoder's hidden layers.
+    pub hidden_dims: Vec<usize>,
+    /// Passes over the training set (an upper bound when early stopping is on).
+    pub epochs: usize,
+    pub batch_size: usize,
+    /// Adam's initial learning rate; it decays on a cosine schedule to 5% over the epochs.
+    pub learning_rate: f64,
+    /// Gradient norm clip.
+    pub max_grad_norm: f64,
+    /// Fraction of groups (plants) held out for validation and early stopping; 0 disables both.
+    pub validation_fraction: f64,
+    /// Epochs without a better validation loss before training stops (best weights restored).
+    pub patience: usize,
+    pub seed: u64,
+}
+
+impl Default for TrainConfig {
+    /// beta 1e-3, 16 latent dimensions, encoder 256-128, 300 epochs of 64, Adam 2e-3, clip 5,
+    /// 20% of plants for validation, patience 40, seed 0.
+    fn default() -> Self {
+        Self {
+            beta: 1e-3,
+            latent_dim: 16,
+            hidden_dims: vec![256, 128],
+            epochs: 300,
+            batch_size: 64,
+            learning_rate: 2e-3,
+            max_grad_norm: 5.0,
+            validation_fraction: 0.2,
+            patience: 40,
+            seed: 0,
+        }
+    }
+}
+
+impl TrainConfig {
+    pub(crate) fn validate(&self) -> crate::Result<()> {
+        let bad = |m: String| Err(crate::Error::Config(m));
+        if !(self.beta >= 0.0 && self.beta.is_finite()) {
+            return bad(format!(
+                "beta must be a finite number >= 0, not {}",
+                self.beta
+            ));
+        }
+        if self.latent_dim == 0 || self.batch_size == 0 || self.epochs == 0 {
+            return bad("latent-dim, batch-size and epochs must be at least 1".into());
+        }
+        if !(self.learning_rate > 0.0 && self.learning_rate.is_finite()) {
+            return bad(format!(
+                "learning rate must be positive, not {}",
+                self.learning_rate
+            ));
+        }
+        if !(0.0..0.9).contains(&self.validation_fraction) {
+            return bad(format!(
+                "validation fraction must be in [0, 0.9), not {}",
+                self.validation_fraction
+            ));
+        }
+        Ok(())
+    }
+}

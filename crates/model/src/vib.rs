@@ -1,0 +1,764 @@
+//! The trained model: network weights plus everything needed to use them correctly later.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use domain::{ClassSet, Prediction, SpectralAxis, SpectralSamples};
+use tch::nn::OptimizerConfig;
+use tch::{nn, Kind, Tensor};
+
+use crate::config::TrainConfig;
+use crate::device::{resolve, DeviceChoice};
+use crate::error::{Error, Result, TorchContext};
+use crate::network::{kl_nats, kl_per_dimension, vib_loss, Architecture, VibNet};
+use crate::split::grouped_split;
+
+/// Model file format version; bump when the metadata or tensor names change.
+pub const FORMAT_VERSION: u32 = 1;
+const METADATA_KEY: &str = "pipeline.model";
+
+/// Everything a model file records besides its weights.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ModelCard {
+    pub format_version: u32,
+    pub architecture: Architecture,
+    /// Wavelengths (and FWHM) the model's inputs are on; cubes are resampled to them.
+    pub axis: SpectralAxis,
+    pub classes: ClassSet,
+    /// Input standardisation, per band: x' = (x - mean) / std.
+    pub input_mean: Vec<f32>,
+    pub input_std: Vec<f32>,
+    pub beta: f64,
+    pub train_config: TrainConfig,
+    pub training: TrainingSummary,
+}
+
+/// What the model was trained on and how it ended.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TrainingSummary {
+    pub sources: Vec<String>,
+    pub unit: String,
+    pub train_samples: usize,
+    pub validation_samples: usize,
+    pub epochs_run: usize,
+    pub best_epoch: usize,
+    pub train_accuracy: f64,
+    pub validation_accuracy: Option<f64>,
+    pub train_cross_entropy_nats: f64,
+    pub mean_kl_nats: f64,
+}
+
+/// One epoch of training history.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct EpochRecord {
+    pub epoch: usize,
+    pub loss: f64,
+    pub cross_entropy_nats: f64,
+    pub kl_nats: f64,
+    pub train_accuracy: f64,
+    pub validation_loss: Option<f64>,
+    pub validation_accuracy: Option<f64>,
+    pub learning_rate: f64,
+}
+
+/// libtorch's default generator is global: seeded work (training, sampling z at prediction) holds
+/// this lock, so that concurrent work in one process cannot interleave draws and break determinism.
+static SEEDED_WORK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+pub(crate) fn seeded_lock() -> std::sync::MutexGuard<'static, ()> {
+    SEEDED_WORK
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A VIB classifier ready to predict.
+#[derive(Debug)]
+pub struct VibModel {
+    vs: nn::VarStore,
+    net: VibNet,
+    card: ModelCard,
+    model_id: String,
+}
+
+fn tensor_2d(values: &[f32], rows: usize, cols: usize, device: tch::Device) -> Result<Tensor> {
+    Tensor::from_slice(values)
+        .f_view([rows as i64, cols as i64])
+        .doing("shaping input")
+        .map(|t| t.to_device(device))
+}
+
+/// FNV-1a 64 of the model file: a content id for reports.
+fn content_id(bytes: &[u8]) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        hash ^= b as u64;
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{hash:016x}")
+}
+
+impl VibModel {
+    /// Train on labelled spectra. `sources` and `unit` are recorded in the model card.
+    pub fn train(
+        samples: &SpectralSamples,
+        config: &TrainConfig,
+        device: DeviceChoice,
+        sources: Vec<String>,
+        unit: &str,
+        mut on_epoch: impl FnMut(&EpochRecord),
+    ) -> Result<(Self, Vec<EpochRecord>)> {
+        config.validate()?;
+        let device = resolve(device)?;
+        let (n, bands) = (samples.len(), samples.axis.len());
+        if n < 2 {
+            return Err(Error::Data(format!("{n} samples; at least 2 are needed")));
+        }
+        if samples.spectra.len() != n * bands || samples.groups.len() != n {
+            return Err(Error::Data(
+                "spectra, labels and groups differ in length".into(),
+            ));
+        }
+        if let Some(i) = samples.spectra.iter().position(|v| !v.is_finite()) {
+            return Err(Error::Data(format!(
+                "sample {} band {} is not a finite number",
+                i / bands + 1,
+                i % bands + 1
+            )));
+        }
+        let targets: Vec<usize> = samples
+            .label_codes
+            .iter()
+            .map(|&c| {
+                samples
+                    .classes
+                    .index_of_code(c)
+                    .ok_or_else(|| Error::Data(format!("label code {c} is not among the classes")))
+            })
+            .collect::<Result<_>>()?;
+        let (train_idx, val_idx) = grouped_split(
+            &targets,
+            &samples.groups,
+            config.validation_fraction,
+            config.seed,
+        );
+        // Standardisation from training samples only.
+        let mut mean = vec![0f64; bands];
+        for &i in &train_idx {
+            for (m, &v) in mean.iter_mut().zip(samples.spectrum(i)) {
+                *m += v as f64;
+            }
+        }
+        mean.iter_mut().for_each(|m| *m /= train_idx.len() as f64);
+        let mut var = vec![0f64; bands];
+        for &i in &train_idx {
+            for ((s, &v), m) in var.iter_mut().zip(samples.spectrum(i)).zip(&mean) {
+                *s += (v as f64 - m).powi(2);
+            }
+        }
+        let input_mean: Vec<f32> = mean.iter().map(|&m| m as f32).collect();
+        let input_std: Vec<f32> = var
+            .iter()
+            .map(|&s| ((s / train_idx.len() as f64).sqrt().max(1e-6)) as f32)
+            .collect();
+
+        let gather = |idx: &[usize]| -> Result<(Tensor, Tensor)> {
+            let mut x = Vec::with_capacity(idx.len() * bands);
+            for &i in idx {
+                x.extend(
+                    samples
+                        .spectrum(i)
+                        .iter()
+                        .zip(input_mean.iter().zip(&input_std))
+                        .map(|(&v, (&m, &s))| (v - m) / s),
+                );
+            }
+            let y: Vec<i64> = idx.iter().map(|&i| targets[i] as i64).collect();
+            Ok((
+                tensor_2d(&x, idx.len(), bands, device)?,
+                Tensor::from_slice(&y).to_device(device),
+            ))
+        };
+        let (x_train, y_train) = gather(&train_idx)?;
+        let validation = if val_idx.is_empty() {
+            None
+        } else {
+            Some(gather(&val_idx)?)
+        };
+
+        let _seeded = seeded_lock();
+        tch::manual_seed(config.seed as i64);
+        let architecture = Architecture {
+            input_dim: bands,
+            hidden_dims: config.hidden_dims.clone(),
+            latent_dim: config.latent_dim,
+            classes: samples.classes.len(),
+        };
+        let vs = nn::VarStore::new(device);
+        let net = VibNet::new(&vs.root(), &architecture);
+        let mut optimizer = nn::Adam::default()
+            .build(&vs, config.learning_rate)
+            .doing("building the optimiser")?;
+
+        let n_train = train_idx.len() as i64;
+        let mut history = Vec::new();
+        let mut best: Option<(f64, usize, HashMap<String, Tensor>)> = None;
+        let mut since_best = 0;
+        let _span = tracing::info_span!("train", samples = n, device = ?device).entered();
+        for epoch in 1..=config.epochs {
+            let progress = (epoch - 1) as f64 / config.epochs.max(2) as f64;
+            let lr = config.learning_rate
+                * (0.05 + 0.95 * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()));
+            optimizer.set_lr(lr);
+            let order = Tensor::randperm(n_train, (Kind::Int64, device));
+            let (mut loss_sum, mut ce_sum, mut kl_sum, mut correct) = (0.0, 0.0, 0.0, 0i64);
+            let mut start = 0;
+            while start < n_train {
+                let len = (config.batch_size as i64).min(n_train - start);
+                let batch = order.narrow(0, start, len);
+                let (x, y) = (
+                    x_train.index_select(0, &batch),
+                    y_train.index_select(0, &batch),
+                );
+                let (loss, logits) = vib_loss(&net, &x, &y, config.beta);
+                optimizer.zero_grad();
+                loss.total.backward();
+                optimizer.clip_grad_norm(config.max_grad_norm);
+                optimizer.step();
+                let weight = len as f64;
+                loss_sum += loss.total.double_value(&[]) * weight;
+                ce_sum += loss.cross_entropy.double_value(&[]) * weight;
+                kl_sum += loss.kl.double_value(&[]) * weight;
+                correct += logits
+                    .argmax(-1, false)
+                    .eq_tensor(&y)
+                    .sum(Kind::Int64)
+                    .int64_value(&[]);
+                start += len;
+            }
+            let (validation_loss, validation_accuracy) = match &validation {
+                Some((x, y)) => {
+                    let (loss, accuracy) = tch::no_grad(|| {
+                        let (loss, logits) = vib_loss(&net, x, y, config.beta);
+                        let accuracy = logits
+                            .argmax(-1, false)
+                            .eq_tensor(y)
+                            .to_kind(Kind::Float)
+                            .mean(Kind::Float);
+                        (loss.total.double_value(&[]), accuracy.double_value(&[]))
+                    });
+                    (Some(loss), Some(accuracy))
+                }
+                None => (None, None),
+            };
+            let record = EpochRecord {
+                epoch,
+                loss: loss_sum / n_train as f64,
+                cross_entropy_nats: ce_sum / n_train as f64,
+                kl_nats: kl_sum / n_train as f64,
+                train_accuracy: correct as f64 / n_train as f64,
+                validation_loss,
+                validation_accuracy,
+                learning_rate: lr,
+            };
+            tracing::trace!(epoch, loss = record.loss, kl = record.kl_nats, "epoch");
+            on_epoch(&record);
+            history.push(record);
+            if let Some(v) = validation_loss {
+                if best.as_ref().is_none_or(|(b, _, _)| v < *b) {
+                    let snapshot = vs
+                        .variables()
+                        .into_iter()
+                        .map(|(k, t)| (k, t.detach().copy()))
+                        .collect();
+                    best = Some((v, epoch, snapshot));
+                    since_best = 0;
+                } else {
+                    since_best += 1;
+                    if since_best >= config.patience {
+                        tracing::info!(epoch, "early stop");
+                        break;
+                    }
+                }
+            }
+        }
+        let best_epoch = match best {
+            Some((_, epoch, snapshot)) => {
+                let mut variables = vs.variables();
+                tch::no_grad(|| {
+                    for (name, tensor) in variables.iter_mut() {
+                        tensor.copy_(&snapshot[name]);
+                    }
+                });
+                epoch
+            }
+            None => history.len(),
+        };
+        let final_record = &history[best_epoch - 1];
+        // Deterministic summary of the kept weights on the training set: mean KL and accuracy of mu.
+        let (train_accuracy, train_ce, mean_kl) = tch::no_grad(|| {
+            let (mu, logvar) = net.encode(&x_train);
+            let logits = net.classify(&mu);
+            let accuracy = logits
+                .argmax(-1, false)
+                .eq_tensor(&y_train)
+                .to_kind(Kind::Float)
+                .mean(Kind::Float)
+                .double_value(&[]);
+            let ce = logits.cross_entropy_for_logits(&y_train).double_value(&[]);
+            let kl = kl_nats(&mu, &logvar).mean(Kind::Float).double_value(&[]);
+            (accuracy, ce, kl)
+        });
+        let card = ModelCard {
+            format_version: FORMAT_VERSION,
+            architecture,
+            axis: samples.axis.clone(),
+            classes: samples.classes.clone(),
+            input_mean,
+            input_std,
+            beta: config.beta,
+            train_config: config.clone(),
+            training: TrainingSummary {
+                sources,
+                unit: unit.to_string(),
+                train_samples: train_idx.len(),
+                validation_samples: val_idx.len(),
+                epochs_run: history.len(),
+                best_epoch,
+                train_accuracy,
+                validation_accuracy: final_record.validation_accuracy,
+                train_cross_entropy_nats: train_ce,
+                mean_kl_nats: mean_kl,
+            },
+        };
+        let mut model = Self {
+            vs,
+            net,
+            card,
+            model_id: String::new(),
+        };
+        model.model_id = content_id(&model.to_bytes()?);
+        Ok((model, history))
+    }
+
+    pub fn card(&self) -> &ModelCard {
+        &self.card
+    }
+
+    /// Content hash of the model file.
+    pub fn model_id(&self) -> &str {
+        &self.model_id
+    }
+
+    /// Device the weights live on, for logs.
+    pub fn device_name(&self) -> String {
+        format!("{:?}", self.vs.device()).to_lowercase()
+    }
+
+    /// Predict `n` spectra (row-major, on the model's wavelengths): the softmax averaged over
+    /// `z_samples` draws of z, and each spectrum's KL. Seeded, so the same input gives the same output.
+    pub fn predict(
+        &self,
+        spectra: &[f32],
+        n: usize,
+        z_samples: usize,
+        seed: u64,
+    ) -> Result<Vec<Prediction>> {
+        let bands = self.card.axis.len();
+        if spectra.len() != n * bands {
+            return Err(Error::Input(format!(
+                "{} values for {n} spectra of {bands} bands",
+                spectra.len()
+            )));
+        }
+        if let Some(i) = spectra.iter().position(|v| !v.is_finite()) {
+            return Err(Error::Input(format!(
+                "spectrum {} band {} is not a finite number",
+                i / bands + 1,
+                i % bands + 1
+            )));
+        }
+        if z_samples == 0 {
+            return Err(Error::Config("at least one sample of z is needed".into()));
+        }
+        let device = self.vs.device();
+        let _seeded = seeded_lock();
+        tch::manual_seed(seed as i64);
+        let standardised: Vec<f32> = spectra
+            .chunks(bands)
+            .flat_map(|s| {
+                s.iter()
+                    .zip(self.card.input_mean.iter().zip(&self.card.input_std))
+                    .map(|(&v, (&m, &sd))| (v - m) / sd)
+            })
+            .collect();
+        const BATCH: usize = 4096;
+        let classes = self.card.classes.len();
+        let mut out = Vec::with_capacity(n);
+        for start in (0..n).step_by(BATCH) {
+            let len = BATCH.min(n - start);
+            let x = tensor_2d(
+                &standardised[start * bands..(start + len) * bands],
+                len,
+                bands,
+                device,
+            )?;
+            let (probabilities, kl) = tch::no_grad(|| {
+                let (mu, logvar) = self.net.encode(&x);
+                let kl = kl_nats(&mu, &logvar);
+                let mut sum = Tensor::zeros([len as i64, classes as i64], (Kind::Float, device));
+                for _ in 0..z_samples {
+                    let z = VibNet::reparameterise(&mu, &logvar);
+                    sum += self.net.classify(&z).softmax(-1, Kind::Float);
+                }
+                (sum / z_samples as f64, kl)
+            });
+            let probabilities: Vec<f32> =
+                Vec::try_from(probabilities.to_device(tch::Device::Cpu).flatten(0, -1))
+                    .doing("copying probabilities")?;
+            let kl: Vec<f32> = Vec::try_from(kl.to_device(tch::Device::Cpu)).doing("copying KL")?;
+            for (p, k) in probabilities.chunks(classes).zip(kl) {
+                out.push(Prediction::from_probabilities(p.to_vec(), k as f64));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Mean KL per latent dimension over the given spectra (on the model's wavelengths), nats.
+    pub fn kl_per_dimension(&self, spectra: &[f32], n: usize) -> Result<Vec<f64>> {
+        let bands = self.card.axis.len();
+        if spectra.len() != n * bands || n == 0 {
+            return Err(Error::Input(format!(
+                "{} values for {n} spectra of {bands} bands",
+                spectra.len()
+            )));
+        }
+        let standardised: Vec<f32> = spectra
+            .chunks(bands)
+            .flat_map(|s| {
+                s.iter()
+                    .zip(self.card.input_mean.iter().zip(&self.card.input_std))
+                    .map(|(&v, (&m, &sd))| (v - m) / sd)
+            })
+            .collect();
+        let x = tensor_2d(&standardised, n, bands, self.vs.device())?;
+        let per_dim = tch::no_grad(|| {
+            let (mu, logvar) = self.net.encode(&x);
+            kl_per_dimension(&mu, &logvar).mean_dim(0, false, Kind::Float)
+        });
+        let values: Vec<f32> =
+            Vec::try_from(per_dim.to_device(tch::Device::Cpu)).doing("copying KL")?;
+        Ok(values.into_iter().map(f64::from).collect())
+    }
+
+    fn to_bytes(&self) -> Result<Vec<u8>> {
+        let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+        for (name, tensor) in self.vs.variables() {
+            let shape: Vec<usize> = tensor.size().iter().map(|&d| d as usize).collect();
+            let values: Vec<f32> = Vec::try_from(
+                tensor
+                    .detach()
+                    .to_device(tch::Device::Cpu)
+                    .to_kind(Kind::Float)
+                    .flatten(0, -1),
+            )
+            .doing("copying weights")?;
+            tensors.push((
+                name,
+                shape,
+                values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            ));
+        }
+        tensors.sort_by(|a, b| a.0.cmp(&b.0));
+        let views = tensors
+            .iter()
+            .map(|(name, shape, bytes)| {
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes)
+                    .map(|view| (name.clone(), view))
+                    .map_err(|e| Error::Data(format!("weights of {name}: {e}")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let card = serde_json::to_string(&self.card)
+            .map_err(|e| Error::Data(format!("model card: {e}")))?;
+        let metadata = HashMap::from([(METADATA_KEY.to_string(), card)]);
+        safetensors::serialize(views, Some(metadata))
+            .map_err(|e| Error::Data(format!("serialising weights: {e}")))
+    }
+
+    /// Save as safetensors with the model card in the metadata; written to a temporary name, then renamed.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let bytes = self.to_bytes()?;
+        let tmp = PathBuf::from(format!("{}.tmp", path.display()));
+        std::fs::write(&tmp, &bytes)
+            .and_then(|_| std::fs::rename(&tmp, path))
+            .map_err(|source| {
+                let _ = std::fs::remove_file(&tmp);
+                Error::Io {
+                    path: path.into(),
+                    message: "cannot write model".into(),
+                    source,
+                }
+            })
+    }
+
+    /// Read only the model card of a model file (no libtorch work).
+    pub fn read_card(path: &Path) -> Result<ModelCard> {
+        let bytes = read_file(path)?;
+        card_from_bytes(path, &bytes)
+    }
+
+    /// Load a model file onto a device.
+    pub fn load(path: &Path, device: DeviceChoice) -> Result<Self> {
+        let bytes = read_file(path)?;
+        let card = card_from_bytes(path, &bytes)?;
+        let format = |message: String| Error::Format {
+            path: path.into(),
+            message,
+        };
+        let tensors =
+            safetensors::SafeTensors::deserialize(&bytes).map_err(|e| format(e.to_string()))?;
+        let device = resolve(device)?;
+        let mut vs = nn::VarStore::new(device);
+        // Initialising the layers draws from the global generator before the weights overwrite them.
+        let net = {
+            let _seeded = seeded_lock();
+            VibNet::new(&vs.root(), &card.architecture)
+        };
+        let mut variables = vs.variables();
+        if variables.len() != tensors.len() {
+            return Err(format(format!(
+                "{} tensors, the architecture has {}",
+                tensors.len(),
+                variables.len()
+            )));
+        }
+        for (name, variable) in variables.iter_mut() {
+            let view = tensors
+                .tensor(name)
+                .map_err(|_| format(format!("tensor '{name}' is missing")))?;
+            let expected: Vec<usize> = variable.size().iter().map(|&d| d as usize).collect();
+            if view.dtype() != safetensors::Dtype::F32 || view.shape() != expected.as_slice() {
+                return Err(format(format!(
+                    "tensor '{name}' is {:?} {:?}, expected F32 {expected:?}",
+                    view.dtype(),
+                    view.shape()
+                )));
+            }
+            let values: Vec<f32> = view
+                .data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            let source = Tensor::from_slice(&values)
+                .view(variable.size().as_slice())
+                .to_device(device);
+            tch::no_grad(|| variable.copy_(&source));
+        }
+        vs.freeze();
+        Ok(Self {
+            vs,
+            net,
+            card,
+            model_id: content_id(&bytes),
+        })
+    }
+}
+
+fn read_file(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|source| Error::Io {
+        path: path.into(),
+        message: match source.kind() {
+            std::io::ErrorKind::NotFound => "model file not found".into(),
+            _ => "cannot read model".into(),
+        },
+        source,
+    })
+}
+
+fn card_from_bytes(path: &Path, bytes: &[u8]) -> Result<ModelCard> {
+    let format = |message: String| Error::Format {
+        path: path.into(),
+        message,
+    };
+    let (_, metadata) = safetensors::SafeTensors::read_metadata(bytes)
+        .map_err(|e| format(format!("not safetensors ({e})")))?;
+    let json = metadata
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get(METADATA_KEY))
+        .ok_or_else(|| format(format!("no '{METADATA_KEY}' metadata")))?;
+    let card: ModelCard =
+        serde_json::from_str(json).map_err(|e| format(format!("model card: {e}")))?;
+    if card.format_version != FORMAT_VERSION {
+        return Err(format(format!(
+            "format version {} (this build reads {FORMAT_VERSION})",
+            card.format_version
+        )));
+    }
+    let bands = card.axis.len();
+    if card.input_mean.len() != bands
+        || card.input_std.len() != bands
+        || card.architecture.input_dim != bands
+    {
+        return Err(format(
+            "standardisation or input size does not match the wavelengths".into(),
+        ));
+    }
+    if card.architecture.classes != card.classes.len() {
+        return Err(format("class count does not match the classifier".into()));
+    }
+    Ok(card)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use domain::ClassInfo;
+
+    /// Three classes of noisy spectra with distinct shapes, 40 groups of 5.
+    fn toy_samples(seed: u64) -> SpectralSamples {
+        let bands = 12;
+        let mut rng = crate::split::SplitMix64::new(seed);
+        let mut uniform = move || (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+        let (mut spectra, mut codes, mut groups) = (Vec::new(), Vec::new(), Vec::new());
+        for g in 0..60u32 {
+            let class = (g % 3) as usize;
+            for _ in 0..5 {
+                for b in 0..bands {
+                    let shape = match class {
+                        0 => b as f64 / bands as f64,
+                        1 => 1.0 - b as f64 / bands as f64,
+                        _ => ((b as f64) * 0.8).sin() * 0.5 + 0.5,
+                    };
+                    spectra.push((shape * 0.5 + 0.2 + (uniform() - 0.5) * 0.1) as f32);
+                }
+                codes.push(class as u32 * 10 + 1);
+                groups.push(g);
+            }
+        }
+        SpectralSamples {
+            axis: SpectralAxis::new((0..bands).map(|b| 400.0 + 50.0 * b as f64).collect(), None)
+                .unwrap(),
+            classes: ClassSet::new(
+                ["a", "b", "c"]
+                    .iter()
+                    .enumerate()
+                    .map(|(i, n)| ClassInfo {
+                        code: i as u32 * 10 + 1,
+                        name: n.to_string(),
+                    })
+                    .collect(),
+            )
+            .unwrap(),
+            spectra,
+            label_codes: codes,
+            groups,
+        }
+    }
+
+    fn quick_config() -> TrainConfig {
+        TrainConfig {
+            epochs: 40,
+            hidden_dims: vec![32],
+            latent_dim: 4,
+            ..TrainConfig::default()
+        }
+    }
+
+    #[test]
+    fn learns_separable_classes_and_reloads_identically() {
+        let samples = toy_samples(1);
+        let (model, history) = VibModel::train(
+            &samples,
+            &quick_config(),
+            DeviceChoice::Cpu,
+            vec!["toy".into()],
+            "pixel",
+            |_| {},
+        )
+        .unwrap();
+        assert!(!history.is_empty());
+        assert!(
+            model.card().training.train_accuracy > 0.95,
+            "{:?}",
+            model.card().training
+        );
+        let test = toy_samples(2);
+        let predictions = model.predict(&test.spectra, test.len(), 12, 0).unwrap();
+        let correct = predictions
+            .iter()
+            .zip(&test.label_codes)
+            .filter(|(p, &c)| model.card().classes.get(p.predicted_index).unwrap().code == c)
+            .count();
+        assert!(
+            correct as f64 / test.len() as f64 > 0.95,
+            "{correct}/{}",
+            test.len()
+        );
+        for p in &predictions {
+            assert!((p.probabilities.iter().sum::<f32>() - 1.0).abs() < 1e-4);
+            assert!(p.kl_nats >= 0.0);
+        }
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("toy.safetensors");
+        model.save(&path).unwrap();
+        let loaded = VibModel::load(&path, DeviceChoice::Cpu).unwrap();
+        assert_eq!(loaded.card(), model.card());
+        assert_eq!(loaded.model_id(), model.model_id());
+        let again = loaded.predict(&test.spectra, test.len(), 12, 0).unwrap();
+        assert_eq!(again, predictions, "a reloaded model predicts identically");
+    }
+
+    #[test]
+    fn training_is_deterministic_on_cpu() {
+        let samples = toy_samples(3);
+        let config = TrainConfig {
+            epochs: 5,
+            ..quick_config()
+        };
+        let run = || {
+            VibModel::train(
+                &samples,
+                &config,
+                DeviceChoice::Cpu,
+                vec![],
+                "pixel",
+                |_| {},
+            )
+            .unwrap()
+        };
+        let (a, history_a) = run();
+        let (b, history_b) = run();
+        assert_eq!(history_a, history_b);
+        assert_eq!(a.model_id(), b.model_id());
+    }
+
+    #[test]
+    fn bad_inputs_are_errors() {
+        let samples = toy_samples(1);
+        let (model, _) = VibModel::train(
+            &samples,
+            &TrainConfig {
+                epochs: 1,
+                ..quick_config()
+            },
+            DeviceChoice::Cpu,
+            vec![],
+            "pixel",
+            |_| {},
+        )
+        .unwrap();
+        assert!(model.predict(&[0.0; 5], 1, 12, 0).is_err());
+        assert!(model.predict(&[f32::NAN; 12], 1, 12, 0).is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let junk = dir.path().join("junk.safetensors");
+        std::fs::write(&junk, b"not a model").unwrap();
+        let err = VibModel::load(&junk, DeviceChoice::Cpu)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("junk.safetensors") && err.contains("not a model file"),
+            "{err}"
+        );
+    }
+}
