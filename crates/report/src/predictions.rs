@@ -1,0 +1,152 @@
+//! The per-plant predictions table, one Parquet row per plant.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use domain::PredictionTable;
+use polars::prelude::*;
+
+use crate::error::{Error, Result};
+
+/// Schema version written to the file's key-value metadata as `pipeline.schema_version`.
+pub const PREDICTIONS_SCHEMA_VERSION: &str = "1";
+
+/// Column name of a class's probability: `prob_<class name>`.
+pub fn probability_column(class_name: &str) -> String {
+    format!("prob_{class_name}")
+}
+
+fn build_frame(table: &PredictionTable, path: &Path) -> Result<DataFrame> {
+    let n = table.plants.len();
+    if table.predictions.len() != n {
+        return Err(Error::Invalid {
+            path: path.into(),
+            message: format!("{} predictions for {n} plants", table.predictions.len()),
+        });
+    }
+    let plants = &table.plants;
+    let predictions = &table.predictions;
+    let class_of = |i: usize| {
+        table
+            .classes
+            .get(predictions[i].predicted_index)
+            .expect("predicted index is a class index")
+    };
+    let mut columns = vec![
+        Column::new("field_id".into(), vec![table.field_id.as_str(); n]),
+        Column::new(
+            "plant_id".into(),
+            plants.iter().map(|p| p.plant_id).collect::<Vec<u32>>(),
+        ),
+        Column::new(
+            "pixel_count".into(),
+            plants.iter().map(|p| p.pixel_count).collect::<Vec<u64>>(),
+        ),
+        Column::new(
+            "centroid_row".into(),
+            plants.iter().map(|p| p.centroid_row).collect::<Vec<f64>>(),
+        ),
+        Column::new(
+            "centroid_col".into(),
+            plants.iter().map(|p| p.centroid_col).collect::<Vec<f64>>(),
+        ),
+        Column::new(
+            "bbox_row_min".into(),
+            plants.iter().map(|p| p.bbox.row_min).collect::<Vec<u32>>(),
+        ),
+        Column::new(
+            "bbox_row_max".into(),
+            plants.iter().map(|p| p.bbox.row_max).collect::<Vec<u32>>(),
+        ),
+        Column::new(
+            "bbox_col_min".into(),
+            plants.iter().map(|p| p.bbox.col_min).collect::<Vec<u32>>(),
+        ),
+        Column::new(
+            "bbox_col_max".into(),
+            plants.iter().map(|p| p.bbox.col_max).collect::<Vec<u32>>(),
+        ),
+        Column::new(
+            "predicted_label".into(),
+            (0..n).map(|i| class_of(i).code).collect::<Vec<u32>>(),
+        ),
+        Column::new(
+            "predicted_class_name".into(),
+            (0..n)
+                .map(|i| class_of(i).name.clone())
+                .collect::<Vec<String>>(),
+        ),
+    ];
+    for (k, class) in table.classes.iter().enumerate() {
+        columns.push(Column::new(
+            probability_column(&class.name).into(),
+            predictions
+                .iter()
+                .map(|p| p.probabilities[k])
+                .collect::<Vec<f32>>(),
+        ));
+    }
+    columns.extend([
+        Column::new(
+            "entropy_nats".into(),
+            predictions
+                .iter()
+                .map(|p| p.entropy_nats)
+                .collect::<Vec<f64>>(),
+        ),
+        Column::new(
+            "kl_nats".into(),
+            predictions.iter().map(|p| p.kl_nats).collect::<Vec<f64>>(),
+        ),
+        Column::new("model_id".into(), vec![table.model_id.as_str(); n]),
+        Column::new("beta".into(), vec![table.beta; n]),
+    ]);
+    DataFrame::new(n, columns).map_err(|source| Error::Table {
+        path: path.into(),
+        source,
+    })
+}
+
+/// Write the table as Parquet (zstd, statistics on) at `path`, through a temporary file renamed
+/// into place. `metadata` is added to the file's key-value metadata.
+pub fn write_predictions(
+    path: &Path,
+    table: &PredictionTable,
+    metadata: &[(String, String)],
+) -> Result<()> {
+    let mut frame = build_frame(table, path)?;
+    let mut key_values = vec![(
+        "pipeline.schema_version".to_string(),
+        PREDICTIONS_SCHEMA_VERSION.to_string(),
+    )];
+    key_values.extend(metadata.iter().cloned());
+    let tmp = PathBuf::from(format!("{}.tmp", path.display()));
+    let result = File::create(&tmp)
+        .map_err(|source| Error::Io {
+            path: tmp.clone(),
+            message: "cannot create".into(),
+            source,
+        })
+        .and_then(|file| {
+            ParquetWriter::new(file)
+                .with_compression(ParquetCompression::Zstd(None))
+                .with_statistics(StatisticsOptions::full())
+                .with_key_value_metadata(Some(KeyValueMetadata::from_static(key_values)))
+                .finish(&mut frame)
+                .map_err(|source| Error::Table {
+                    path: path.into(),
+                    source,
+                })
+        })
+        .and_then(|_| {
+            std::fs::rename(&tmp, path).map_err(|source| Error::Io {
+                path: path.into(),
+                message: "cannot rename into place".into(),
+                source,
+            })
+        });
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
