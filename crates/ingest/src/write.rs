@@ -309,14 +309,23 @@ fn set_category_names(band: &mut gdal::raster::RasterBand<'_>, names: &[String])
     }
 }
 
+/// Rename the finished file into place, with the `.aux.xml` sidecar where GDAL keeps what the
+/// format cannot hold (category names in a GeoTIFF).
 fn finish(result: Result<()>, tmp: &Path, path: &Path) -> Result<()> {
-    match result.and_then(|_| {
-        std::fs::rename(tmp, path).map_err(|e| Error::io(path, "cannot rename into place", e))
-    }) {
-        Ok(()) => Ok(()),
-        Err(e) => {
-            let _ = std::fs::remove_file(tmp);
-            Err(e)
+    let aux = |p: &Path| PathBuf::from(format!("{}.aux.xml", p.display()));
+    let renamed = result.and_then(|_| {
+        if aux(tmp).exists() {
+            std::fs::rename(aux(tmp), aux(path))
+                .map_err(|e| Error::io(path, "cannot rename the .aux.xml sidecar into place", e))?;
+        } else if aux(path).exists() {
+            std::fs::remove_file(aux(path))
+                .map_err(|e| Error::io(path, "cannot remove a stale .aux.xml sidecar", e))?;
         }
+        std::fs::rename(tmp, path).map_err(|e| Error::io(path, "cannot rename into place", e))
+    });
+    if renamed.is_err() {
+        let _ = std::fs::remove_file(tmp);
+        let _ = std::fs::remove_file(aux(tmp));
     }
+    renamed
 }

@@ -509,7 +509,12 @@ impl VibModel {
     /// Load a model file onto a device.
     pub fn load(path: &Path, device: DeviceChoice) -> Result<Self> {
         let bytes = read_file(path)?;
-        let card = card_from_bytes(path, &bytes)?;
+        Self::from_bytes(&bytes, path, device)
+    }
+
+    /// Load a model from the bytes of a model file; `path` names it in errors.
+    pub fn from_bytes(bytes: &[u8], path: &Path, device: DeviceChoice) -> Result<Self> {
+        let card = card_from_bytes(path, bytes)?;
         let format = |message: String| Error::Format {
             path: path.into(),
             message,
@@ -558,7 +563,7 @@ impl VibModel {
             vs,
             net,
             card,
-            model_id: content_id(&bytes),
+            model_id: content_id(bytes),
         })
     }
 }

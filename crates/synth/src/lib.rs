@@ -1,1 +1,12 @@
-//! synth
+//! Reproducible synthetic field scans from a spectral library (see `library/README.md` for the
+//! spectra and their attribution): plants on soil, mixed edges, illumination and shadow, the
+//! sensor's Gaussian spectral response, noise and integer quantisation.
+
+mod error;
+mod rng;
+mod scene;
+mod sensor;
+
+pub use error::{Error, Result};
+pub use scene::{generate, FieldSpec, Scene, SpectralLibrary, CLASSES};
+pub use sensor::{vnir_swir_axis, SpectralResponse};

@@ -1,0 +1,161 @@
+//! Command-line types; their doc comments are the `--help`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Hyperspectral field scans to per-plant crop-disease calls with a Variational Information
+/// Bottleneck classifier.
+#[derive(Debug, Parser)]
+#[command(name = "pipeline", version, about, long_about = None)]
+pub struct Cli {
+    /// More log detail on stderr (-v debug, -vv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors on stderr.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Find the plants in a cube and call each one's disease: writes one Parquet row per plant.
+    Run(RunArgs),
+    /// Train a VIB classifier from cubes with label rasters.
+    Train(TrainArgs),
+    /// Score a model against labelled cubes: accuracy, kappa, per-class F1, KL; writes METRICS.json.
+    Evaluate(EvaluateArgs),
+    /// Generate the synthetic sample field scans (ENVI and GeoTIFF, with ground-truth labels).
+    Synth(SynthArgs),
+}
+
+/// Compute device.
+#[derive(Debug, Clone, Args)]
+pub struct DeviceArgs {
+    /// auto (CUDA when available, else CPU), cpu, cuda or cuda:N. An explicit CUDA request
+    /// without a GPU is an error.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+}
+
+/// How vegetation and plants are found.
+#[derive(Debug, Clone, Args)]
+pub struct PlantArgs {
+    /// Pixels with NDVI (bands nearest 670 and 800 nm) at or above this are vegetation.
+    #[arg(long, default_value_t = 0.5)]
+    pub ndvi_threshold: f64,
+    /// Vegetation regions (8-connected) smaller than this many pixels are not plants.
+    #[arg(long, default_value_t = 10)]
+    pub min_plant_area_px: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The cube: ENVI header (.hdr), ENVI data file, or GeoTIFF.
+    #[arg(long)]
+    pub cube: PathBuf,
+    /// Model file (.safetensors); the bundled default model when omitted.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Per-plant predictions table to write (Parquet).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Field id written in every row; the cube's file stem when omitted.
+    #[arg(long)]
+    pub field_id: Option<String>,
+    /// Samples of z averaged per prediction.
+    #[arg(long, default_value_t = 12)]
+    pub z_samples: usize,
+    /// Replace the output if it exists.
+    #[arg(long)]
+    pub overwrite: bool,
+    #[command(flatten)]
+    pub plants: PlantArgs,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+}
+
+/// What one training or evaluation sample is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Unit {
+    /// Each connected region of one label is a sample: its mean spectrum.
+    Plant,
+    /// Every labelled pixel is a sample.
+    Pixel,
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Training cube; repeat with --labels for several fields (paired in order).
+    #[arg(long, required = true)]
+    pub cube: Vec<PathBuf>,
+    /// Label raster of each cube (0 = unlabelled; class names from the ENVI `class names` field).
+    #[arg(long, required = true)]
+    pub labels: Vec<PathBuf>,
+    /// Training samples: every labelled pixel (validation still holds out whole plants), or one
+    /// mean spectrum per labelled plant.
+    #[arg(long, value_enum, default_value = "pixel")]
+    pub unit: Unit,
+    /// Model file to write (.safetensors).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Weight of the KL term (the bottleneck's price per nat).
+    #[arg(long, default_value_t = 1e-3)]
+    pub beta: f64,
+    /// Dimensions of the latent z.
+    #[arg(long, default_value_t = 16)]
+    pub latent_dim: usize,
+    /// Maximum passes over the training data (early stopping on validation loss may end sooner).
+    #[arg(long, default_value_t = 300)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Replace the output if it exists.
+    #[arg(long)]
+    pub overwrite: bool,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct EvaluateArgs {
+    /// Evaluation cube; repeat with --labels for several fields.
+    #[arg(long, required = true)]
+    pub cube: Vec<PathBuf>,
+    /// Label raster of each cube.
+    #[arg(long, required = true)]
+    pub labels: Vec<PathBuf>,
+    /// Evaluation samples: one mean spectrum per labelled plant (as `run` sees plants), or every
+    /// labelled pixel.
+    #[arg(long, value_enum, default_value = "plant")]
+    pub unit: Unit,
+    /// Model file; the bundled default model when omitted.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Metrics to write (JSON).
+    #[arg(long)]
+    pub metrics: PathBuf,
+    /// Samples of z averaged per prediction.
+    #[arg(long, default_value_t = 12)]
+    pub z_samples: usize,
+    /// Replace the output if it exists.
+    #[arg(long)]
+    pub overwrite: bool,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SynthArgs {
+    /// The spectral library folder (canopy.hdr/img/csv, soil.hdr/img).
+    #[arg(long, default_value = "crates/synth/library")]
+    pub library: PathBuf,
+    /// Where to write the fields.
+    #[arg(long)]
+    pub out_dir: PathBuf,
+    /// Fields to generate (default: all of field-a, field-b).
+    #[arg(long, value_delimiter = ',')]
+    pub field: Vec<String>,
+}
