@@ -4,7 +4,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 fn sample(name: &str) -> PathBuf {
@@ -37,8 +40,15 @@ fn s(p: &Path) -> &str {
 fn read_parquet(path: &Path) -> serde_json::Value {
     let python = root().join(".venv/bin/python");
     let script = "import json,sys,pyarrow.parquet as pq; t=pq.read_table(sys.argv[1]); print(json.dumps({'columns': t.column_names, 'rows': t.to_pylist()}))";
-    let out = Command::new(python).args(["-c", script, s(path)]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(python)
+        .args(["-c", script, s(path)])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -46,16 +56,31 @@ fn read_parquet(path: &Path) -> serde_json::Value {
 fn synth_regenerates_a_sample_field_byte_for_byte() {
     let dir = tempfile::tempdir().unwrap();
     let library = root().join("crates/synth/library");
-    ok(&["synth", "--library", s(&library), "--out-dir", s(dir.path()), "--field", "field-b"]);
+    ok(&[
+        "synth",
+        "--library",
+        s(&library),
+        "--out-dir",
+        s(dir.path()),
+        "--field",
+        "field-b",
+    ]);
     let mut compared = 0;
     for entry in std::fs::read_dir(dir.path()).unwrap() {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_str().unwrap().to_string();
-        let committed = std::fs::read(sample(&name)).unwrap_or_else(|_| panic!("{name} is not in sample_cubes/"));
-        assert!(std::fs::read(&path).unwrap() == committed, "{name} differs from sample_cubes/{name}");
+        let committed = std::fs::read(sample(&name))
+            .unwrap_or_else(|_| panic!("{name} is not in sample_cubes/"));
+        assert!(
+            std::fs::read(&path).unwrap() == committed,
+            "{name} differs from sample_cubes/{name}"
+        );
         compared += 1;
     }
-    assert_eq!(compared, 7, "ENVI cube + header, labels + header, two GeoTIFFs and the labels' .aux.xml");
+    assert_eq!(
+        compared, 7,
+        "ENVI cube + header, labels + header, two GeoTIFFs and the labels' .aux.xml"
+    );
 }
 
 #[test]
@@ -65,7 +90,19 @@ fn train_on_one_field_evaluate_on_another() {
     let metrics = dir.path().join("metrics.json");
     let a = sample("field-a.hdr");
     let a_labels = sample("field-a-labels.hdr");
-    ok(&["train", "--cube", s(&a), "--labels", s(&a_labels), "--unit", "pixel", "--out", s(&model), "--device", "cpu"]);
+    ok(&[
+        "train",
+        "--cube",
+        s(&a),
+        "--labels",
+        s(&a_labels),
+        "--unit",
+        "pixel",
+        "--out",
+        s(&model),
+        "--device",
+        "cpu",
+    ]);
     // Evaluate on the other field, read as GeoTIFF this time.
     let stdout = ok(&[
         "evaluate",
@@ -80,13 +117,25 @@ fn train_on_one_field_evaluate_on_another() {
         "--metrics",
         s(&metrics),
     ]);
-    let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&metrics).unwrap()).unwrap();
-    for key in ["overall_accuracy", "average_accuracy", "kappa", "per_class", "confusion_matrix", "mean_kl_nats", "n_samples"] {
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&metrics).unwrap()).unwrap();
+    for key in [
+        "overall_accuracy",
+        "average_accuracy",
+        "kappa",
+        "per_class",
+        "confusion_matrix",
+        "mean_kl_nats",
+        "n_samples",
+    ] {
         assert!(m.get(key).is_some(), "METRICS.json lacks {key}");
     }
     let accuracy = m["overall_accuracy"].as_f64().unwrap();
     assert_eq!(m["n_samples"], 90);
-    assert!(accuracy >= 0.95, "plant-level overall accuracy {accuracy}\n{stdout}");
+    assert!(
+        accuracy >= 0.95,
+        "plant-level overall accuracy {accuracy}\n{stdout}"
+    );
     for class in ["healthy", "rust", "blight"] {
         let c = &m["per_class"][class];
         assert_eq!(c["support"], 30);
@@ -100,19 +149,49 @@ fn run_with_the_bundled_model_writes_one_row_per_plant() {
     for cube in ["field-b.hdr", "field-b.tif"] {
         let out = dir.path().join(format!("{cube}.parquet"));
         let stdout = ok(&["run", "--cube", s(&sample(cube)), "--out", s(&out)]);
-        assert!(stdout.contains("plants") && stdout.contains("healthy"), "{stdout}");
+        assert!(
+            stdout.contains("plants") && stdout.contains("healthy"),
+            "{stdout}"
+        );
         let table = read_parquet(&out);
-        let columns: Vec<&str> = table["columns"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
+        let columns: Vec<&str> = table["columns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap())
+            .collect();
         for required in [
-            "field_id", "plant_id", "pixel_count", "centroid_row", "centroid_col", "predicted_label", "predicted_class_name",
-            "prob_healthy", "prob_rust", "prob_blight", "entropy_nats", "kl_nats", "model_id", "beta",
+            "field_id",
+            "plant_id",
+            "pixel_count",
+            "centroid_row",
+            "centroid_col",
+            "predicted_label",
+            "predicted_class_name",
+            "prob_healthy",
+            "prob_rust",
+            "prob_blight",
+            "entropy_nats",
+            "kl_nats",
+            "model_id",
+            "beta",
         ] {
-            assert!(columns.contains(&required), "{cube}: no column {required} in {columns:?}");
+            assert!(
+                columns.contains(&required),
+                "{cube}: no column {required} in {columns:?}"
+            );
         }
         let rows = table["rows"].as_array().unwrap();
-        assert!(rows.len() >= 80 && rows.len() <= 90, "{cube}: {} plants; the field has 90, some touching", rows.len());
+        assert!(
+            rows.len() >= 80 && rows.len() <= 90,
+            "{cube}: {} plants; the field has 90, some touching",
+            rows.len()
+        );
         for row in rows {
-            let total: f64 = ["prob_healthy", "prob_rust", "prob_blight"].iter().map(|c| row[c].as_f64().unwrap()).sum();
+            let total: f64 = ["prob_healthy", "prob_rust", "prob_blight"]
+                .iter()
+                .map(|c| row[c].as_f64().unwrap())
+                .sum();
             assert!((total - 1.0).abs() < 1e-4, "{row}");
             assert!(row["kl_nats"].as_f64().unwrap() > 0.0);
             assert_eq!(row["field_id"], "field-b");
@@ -131,11 +210,26 @@ fn assert_clean_failure(args: &[&str], out: &Path, must_name: &str, must_say: &s
     assert!(!result.status.success(), "{args:?} succeeded");
     let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
     assert_eq!(errors.len(), 1, "{stderr}");
-    assert!(errors[0].contains(must_name) && errors[0].contains(must_say), "{}", errors[0]);
-    assert!(!stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"), "{stderr}");
+    assert!(
+        errors[0].contains(must_name) && errors[0].contains(must_say),
+        "{}",
+        errors[0]
+    );
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"),
+        "{stderr}"
+    );
     assert!(!out.exists(), "{} was written", out.display());
-    let leftovers: Vec<_> = std::fs::read_dir(out.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name()).collect();
-    assert!(leftovers.iter().all(|n| !n.to_string_lossy().ends_with(".tmp")), "{leftovers:?}");
+    let leftovers: Vec<_> = std::fs::read_dir(out.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(
+        leftovers
+            .iter()
+            .all(|n| !n.to_string_lossy().ends_with(".tmp")),
+        "{leftovers:?}"
+    );
 }
 
 #[test]
@@ -144,16 +238,34 @@ fn bad_input_fails_cleanly() {
     let out = dir.path().join("out.parquet");
     let o = s(&out);
 
-    assert_clean_failure(&["run", "--cube", "/no/such/field.hdr", "--out", o], &out, "/no/such/field.hdr", "not found");
+    assert_clean_failure(
+        &["run", "--cube", "/no/such/field.hdr", "--out", o],
+        &out,
+        "/no/such/field.hdr",
+        "not found",
+    );
 
     let inputs = tempfile::tempdir().unwrap();
     let lonely = inputs.path().join("lonely.hdr");
     std::fs::copy(sample("field-b.hdr"), &lonely).unwrap();
-    assert_clean_failure(&["run", "--cube", s(&lonely), "--out", o], &out, "lonely.hdr", "no data file");
+    assert_clean_failure(
+        &["run", "--cube", s(&lonely), "--out", o],
+        &out,
+        "lonely.hdr",
+        "no data file",
+    );
 
     let model_out = dir.path().join("model.safetensors");
     assert_clean_failure(
-        &["train", "--cube", s(&sample("field-b.hdr")), "--labels", s(&sample("field-a-labels.hdr")), "--out", s(&model_out)],
+        &[
+            "train",
+            "--cube",
+            s(&sample("field-b.hdr")),
+            "--labels",
+            s(&sample("field-a-labels.hdr")),
+            "--out",
+            s(&model_out),
+        ],
         &model_out,
         "field-a-labels.hdr",
         "label raster is 168 lines x 168 samples",
@@ -164,14 +276,55 @@ fn bad_input_fails_cleanly() {
     let vnir = vnir_only(&header);
     std::fs::write(inputs.path().join("vnir.hdr"), vnir.0).unwrap();
     let data = std::fs::read(sample("field-b.img")).unwrap();
-    std::fs::write(inputs.path().join("vnir.img"), bil_first_bands(&data, 126, 140, 120, vnir.1)).unwrap();
-    assert_clean_failure(&["run", "--cube", s(&inputs.path().join("vnir.hdr")), "--out", o], &out, "vnir.hdr", "do not cover");
+    std::fs::write(
+        inputs.path().join("vnir.img"),
+        bil_first_bands(&data, 126, 140, 120, vnir.1),
+    )
+    .unwrap();
+    assert_clean_failure(
+        &[
+            "run",
+            "--cube",
+            s(&inputs.path().join("vnir.hdr")),
+            "--out",
+            o,
+        ],
+        &out,
+        "vnir.hdr",
+        "do not cover",
+    );
 
     let junk_model = inputs.path().join("junk.safetensors");
     std::fs::write(&junk_model, b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ").unwrap();
-    assert_clean_failure(&["run", "--cube", s(&sample("field-b.hdr")), "--model", s(&junk_model), "--out", o], &out, "junk.safetensors", "not a model file");
+    assert_clean_failure(
+        &[
+            "run",
+            "--cube",
+            s(&sample("field-b.hdr")),
+            "--model",
+            s(&junk_model),
+            "--out",
+            o,
+        ],
+        &out,
+        "junk.safetensors",
+        "not a model file",
+    );
 
-    assert_clean_failure(&["run", "--cube", s(&sample("field-b.hdr")), "--device", "cuda:7", "--out", o], &out, "cuda:7", "");
+    assert_clean_failure(
+        &[
+            "run",
+            "--cube",
+            s(&sample("field-b.hdr")),
+            "--device",
+            "cuda:7",
+            "--out",
+            o,
+        ],
+        &out,
+        "cuda:7",
+        "",
+    );
 }
 
 #[test]
@@ -183,7 +336,14 @@ fn existing_output_needs_overwrite() {
     assert!(!result.status.success());
     assert!(String::from_utf8_lossy(&result.stderr).contains("--overwrite"));
     assert_eq!(std::fs::read(&out).unwrap(), b"keep me");
-    ok(&["run", "--cube", s(&sample("field-b.hdr")), "--out", s(&out), "--overwrite"]);
+    ok(&[
+        "run",
+        "--cube",
+        s(&sample("field-b.hdr")),
+        "--out",
+        s(&out),
+        "--overwrite",
+    ]);
     assert!(read_parquet(&out)["rows"].as_array().unwrap().len() > 10);
 }
 
@@ -192,10 +352,16 @@ fn vnir_only(header: &str) -> (String, usize) {
     let list = |key: &str| -> Vec<String> {
         let start = header.find(&format!("{key} = {{")).unwrap() + key.len() + 4;
         let end = start + header[start..].find('}').unwrap();
-        header[start..end].split(',').map(|v| v.trim().to_string()).collect()
+        header[start..end]
+            .split(',')
+            .map(|v| v.trim().to_string())
+            .collect()
     };
     let wavelengths = list("wavelength");
-    let keep = wavelengths.iter().filter(|w| w.parse::<f64>().unwrap() < 1000.5).count();
+    let keep = wavelengths
+        .iter()
+        .filter(|w| w.parse::<f64>().unwrap() < 1000.5)
+        .count();
     let text = format!(
         "ENVI\nsamples = 140\nlines = 126\nbands = {keep}\nheader offset = 0\ndata type = 12\ninterleave = bil\nbyte order = 0\n\
          reflectance scale factor = 10000\nwavelength units = nm\nwavelength = {{{}}}\n",
@@ -204,7 +370,15 @@ fn vnir_only(header: &str) -> (String, usize) {
     (text, keep)
 }
 
-fn bil_first_bands(data: &[u8], lines: usize, samples: usize, bands: usize, keep: usize) -> Vec<u8> {
+fn bil_first_bands(
+    data: &[u8],
+    lines: usize,
+    samples: usize,
+    bands: usize,
+    keep: usize,
+) -> Vec<u8> {
     let line_bytes = bands * samples * 2;
-    (0..lines).flat_map(|l| data[l * line_bytes..l * line_bytes + keep * samples * 2].to_vec()).collect()
+    (0..lines)
+        .flat_map(|l| data[l * line_bytes..l * line_bytes + keep * samples * 2].to_vec())
+        .collect()
 }

@@ -80,6 +80,18 @@ pub struct VibModel {
     model_id: String,
 }
 
+/// (x - mean) / std per band, for row-major spectra of `mean.len()` bands.
+fn standardise(spectra: &[f32], mean: &[f32], std: &[f32]) -> Vec<f32> {
+    spectra
+        .chunks(mean.len())
+        .flat_map(|s| {
+            s.iter()
+                .zip(mean.iter().zip(std))
+                .map(|(&v, (&m, &sd))| (v - m) / sd)
+        })
+        .collect()
+}
+
 fn tensor_2d(values: &[f32], rows: usize, cols: usize, device: tch::Device) -> Result<Tensor> {
     Tensor::from_slice(values)
         .f_view([rows as i64, cols as i64])
@@ -162,16 +174,11 @@ impl VibModel {
             .collect();
 
         let gather = |idx: &[usize]| -> Result<(Tensor, Tensor)> {
-            let mut x = Vec::with_capacity(idx.len() * bands);
-            for &i in idx {
-                x.extend(
-                    samples
-                        .spectrum(i)
-                        .iter()
-                        .zip(input_mean.iter().zip(&input_std))
-                        .map(|(&v, (&m, &s))| (v - m) / s),
-                );
-            }
+            let raw: Vec<f32> = idx
+                .iter()
+                .flat_map(|&i| samples.spectrum(i).iter().copied())
+                .collect();
+            let x = standardise(&raw, &input_mean, &input_std);
             let y: Vec<i64> = idx.iter().map(|&i| targets[i] as i64).collect();
             Ok((
                 tensor_2d(&x, idx.len(), bands, device)?,
@@ -383,14 +390,7 @@ impl VibModel {
         let device = self.vs.device();
         let _seeded = seeded_lock();
         tch::manual_seed(seed as i64);
-        let standardised: Vec<f32> = spectra
-            .chunks(bands)
-            .flat_map(|s| {
-                s.iter()
-                    .zip(self.card.input_mean.iter().zip(&self.card.input_std))
-                    .map(|(&v, (&m, &sd))| (v - m) / sd)
-            })
-            .collect();
+        let standardised = standardise(spectra, &self.card.input_mean, &self.card.input_std);
         const BATCH: usize = 4096;
         let classes = self.card.classes.len();
         let mut out = Vec::with_capacity(n);
@@ -432,14 +432,7 @@ impl VibModel {
                 spectra.len()
             )));
         }
-        let standardised: Vec<f32> = spectra
-            .chunks(bands)
-            .flat_map(|s| {
-                s.iter()
-                    .zip(self.card.input_mean.iter().zip(&self.card.input_std))
-                    .map(|(&v, (&m, &sd))| (v - m) / sd)
-            })
-            .collect();
+        let standardised = standardise(spectra, &self.card.input_mean, &self.card.input_std);
         let x = tensor_2d(&standardised, n, bands, self.vs.device())?;
         let per_dim = tch::no_grad(|| {
             let (mu, logvar) = self.net.encode(&x);

@@ -3,7 +3,13 @@ use ingest::{labelled_samples, read_label_raster, Cube, ReadConfig};
 
 use crate::{wavelength_field, write_envi_by_hand};
 
-fn write_labels(dir: &std::path::Path, name: &str, lines: usize, samples: usize, codes: &[u8]) -> std::path::PathBuf {
+fn write_labels(
+    dir: &std::path::Path,
+    name: &str,
+    lines: usize,
+    samples: usize,
+    codes: &[u8],
+) -> std::path::PathBuf {
     std::fs::write(dir.join(format!("{name}.img")), codes).unwrap();
     std::fs::write(
         dir.join(format!("{name}.hdr")),
@@ -19,8 +25,19 @@ fn write_labels(dir: &std::path::Path, name: &str, lines: usize, samples: usize,
 #[test]
 fn sparse_codes_and_units() {
     let dir = tempfile::tempdir().unwrap();
-    let extra = format!("data type = 4\nbyte order = 0\n{}", wavelength_field(2, 670.0, 130.0));
-    let hdr = write_envi_by_hand(dir.path(), "cube", (3, 4, 2), "bsq", &extra, |v| (v as f32).to_le_bytes().to_vec(), |b, l, s| (b * 100 + l * 4 + s) as f64);
+    let extra = format!(
+        "data type = 4\nbyte order = 0\n{}",
+        wavelength_field(2, 670.0, 130.0)
+    );
+    let hdr = write_envi_by_hand(
+        dir.path(),
+        "cube",
+        (3, 4, 2),
+        "bsq",
+        &extra,
+        |v| (v as f32).to_le_bytes().to_vec(),
+        |b, l, s| (b * 100 + l * 4 + s) as f64,
+    );
     #[rustfmt::skip]
     let codes = [
         1, 1, 0, 12,
@@ -44,10 +61,23 @@ fn sparse_codes_and_units() {
 fn label_raster_of_another_size_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let extra = format!("data type = 1\n{}", wavelength_field(2, 670.0, 130.0));
-    let hdr = write_envi_by_hand(dir.path(), "cube", (3, 4, 2), "bsq", &extra, |v| vec![v as u8], |_, _, _| 1.0);
+    let hdr = write_envi_by_hand(
+        dir.path(),
+        "cube",
+        (3, 4, 2),
+        "bsq",
+        &extra,
+        |v| vec![v as u8],
+        |_, _, _| 1.0,
+    );
     let labels_path = write_labels(dir.path(), "small", 2, 2, &[1, 0, 0, 1]);
     let labels = read_label_raster(&labels_path).unwrap();
     let cube = Cube::open(&hdr, &ReadConfig::default()).unwrap();
-    let err = labelled_samples(&cube, &labels, &labels_path, SampleUnit::Plant).unwrap_err().to_string();
-    assert!(err.contains("small.hdr") && err.contains("2 lines x 2 samples"), "{err}");
+    let err = labelled_samples(&cube, &labels, &labels_path, SampleUnit::Plant)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("small.hdr") && err.contains("2 lines x 2 samples"),
+        "{err}"
+    );
 }

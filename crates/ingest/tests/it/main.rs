@@ -21,9 +21,12 @@ pub fn write_envi_by_hand(
     let mut data = Vec::new();
     let mut push = |b, l, s| data.extend(encode(value(b, l, s)));
     match interleave {
-        "bsq" => (0..bands).for_each(|b| (0..lines).for_each(|l| (0..samples).for_each(|s| push(b, l, s)))),
-        "bil" => (0..lines).for_each(|l| (0..bands).for_each(|b| (0..samples).for_each(|s| push(b, l, s)))),
-        _ => (0..lines).for_each(|l| (0..samples).for_each(|s| (0..bands).for_each(|b| push(b, l, s)))),
+        "bsq" => (0..bands)
+            .for_each(|b| (0..lines).for_each(|l| (0..samples).for_each(|s| push(b, l, s)))),
+        "bil" => (0..lines)
+            .for_each(|l| (0..bands).for_each(|b| (0..samples).for_each(|s| push(b, l, s)))),
+        _ => (0..lines)
+            .for_each(|l| (0..samples).for_each(|s| (0..bands).for_each(|b| push(b, l, s)))),
     }
     let data_path = dir.join(format!("{name}.img"));
     std::fs::write(&data_path, data).unwrap();
@@ -33,8 +36,13 @@ pub fn write_envi_by_hand(
 }
 
 pub fn wavelength_field(bands: usize, first_nm: f64, step_nm: f64) -> String {
-    let list: Vec<String> = (0..bands).map(|b| format!("{}", first_nm + step_nm * b as f64)).collect();
-    format!("wavelength units = nm\nwavelength = {{{}}}\n", list.join(", "))
+    let list: Vec<String> = (0..bands)
+        .map(|b| format!("{}", first_nm + step_nm * b as f64))
+        .collect();
+    format!(
+        "wavelength units = nm\nwavelength = {{{}}}\n",
+        list.join(", ")
+    )
 }
 
 /// The shared real cubes, beside the checkout.

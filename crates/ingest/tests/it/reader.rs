@@ -15,7 +15,8 @@ fn read_all(cube: &Cube) -> Vec<f32> {
         for b in 0..cube.bands() {
             for l in 0..count {
                 for s in 0..cube.samples() {
-                    all[(b * cube.lines() + first + l) * cube.samples() + s] = block[(b * count + l) * cube.samples() + s];
+                    all[(b * cube.lines() + first + l) * cube.samples() + s] =
+                        block[(b * count + l) * cube.samples() + s];
                 }
             }
         }
@@ -39,17 +40,31 @@ fn every_interleave_byte_order_and_type_reads_exactly() {
     for interleave in ["bsq", "bil", "bip"] {
         for (label, data_type, byte_order, encode) in encodings {
             let name = format!("{interleave}-{label}");
-            let extra = format!("data type = {data_type}\nbyte order = {byte_order}\n{}", wavelength_field(4, 500.0, 100.0));
-            let hdr = write_envi_by_hand(dir.path(), &name, shape, interleave, &extra, encode, value);
+            let extra = format!(
+                "data type = {data_type}\nbyte order = {byte_order}\n{}",
+                wavelength_field(4, 500.0, 100.0)
+            );
+            let hdr =
+                write_envi_by_hand(dir.path(), &name, shape, interleave, &extra, encode, value);
             // Small blocks, so several block reads are exercised.
-            let cube = Cube::open(&hdr, &ReadConfig { block_bytes: 4 * 5 * 4 * 3 }).unwrap();
+            let cube = Cube::open(
+                &hdr,
+                &ReadConfig {
+                    block_bytes: 4 * 5 * 4 * 3,
+                },
+            )
+            .unwrap();
             assert_eq!((cube.lines(), cube.samples(), cube.bands()), shape);
             assert_eq!(cube.block_lines(), 3);
             let all = read_all(&cube);
             for b in 0..4 {
                 for l in 0..7 {
                     for s in 0..5 {
-                        assert_eq!(all[(b * 7 + l) * 5 + s] as f64, value(b, l, s), "{name} band {b} line {l} sample {s}");
+                        assert_eq!(
+                            all[(b * 7 + l) * 5 + s] as f64,
+                            value(b, l, s),
+                            "{name} band {b} line {l} sample {s}"
+                        );
                     }
                 }
             }
@@ -61,19 +76,38 @@ fn every_interleave_byte_order_and_type_reads_exactly() {
 fn scale_factor_and_micrometres() {
     let dir = tempfile::tempdir().unwrap();
     let extra = "data type = 12\nbyte order = 0\nreflectance scale factor = 10000\nwavelength units = Micrometers\nwavelength = {0.67, 0.8}\n";
-    let hdr = write_envi_by_hand(dir.path(), "scaled", (2, 2, 2), "bip", extra, |v| (v as u16).to_le_bytes().to_vec(), |b, _, _| [1200.0, 4500.0][b]);
+    let hdr = write_envi_by_hand(
+        dir.path(),
+        "scaled",
+        (2, 2, 2),
+        "bip",
+        extra,
+        |v| (v as u16).to_le_bytes().to_vec(),
+        |b, _, _| [1200.0, 4500.0][b],
+    );
     let cube = Cube::open(&hdr, &ReadConfig::default()).unwrap();
     assert_eq!(cube.axis().wavelength_nm(), &[670.0, 800.0]);
     let mut block = Vec::new();
     cube.read_block(0, 2, &mut block).unwrap();
-    assert!((block[0] - 0.12).abs() < 1e-6 && (block[4] - 0.45).abs() < 1e-6, "{block:?}");
+    assert!(
+        (block[0] - 0.12).abs() < 1e-6 && (block[4] - 0.45).abs() < 1e-6,
+        "{block:?}"
+    );
 }
 
 #[test]
 fn data_file_named_instead_of_header() {
     let dir = tempfile::tempdir().unwrap();
     let extra = format!("data type = 1\n{}", wavelength_field(3, 600.0, 100.0));
-    write_envi_by_hand(dir.path(), "bytes", (2, 3, 3), "bsq", &extra, |v| vec![v as u8], |b, l, s| (b + l + s) as f64);
+    write_envi_by_hand(
+        dir.path(),
+        "bytes",
+        (2, 3, 3),
+        "bsq",
+        &extra,
+        |v| vec![v as u8],
+        |b, l, s| (b + l + s) as f64,
+    );
     let cube = Cube::open(&dir.path().join("bytes.img"), &ReadConfig::default()).unwrap();
     assert_eq!(cube.format(), CubeFormat::Envi);
     assert_eq!(cube.bands(), 3);
@@ -85,7 +119,10 @@ fn real_plantcv_cube_with_lenient_header_opens() {
     let cube = Cube::open(&hdr, &ReadConfig::default()).unwrap();
     assert_eq!((cube.lines(), cube.samples(), cube.bands()), (31, 43, 580));
     let (lo, hi) = cube.axis().range_nm();
-    assert!((lo - 366.551).abs() < 1e-9 && (hi - 1048.4).abs() < 0.1, "{lo}-{hi}");
+    assert!(
+        (lo - 366.551).abs() < 1e-9 && (hi - 1048.4).abs() < 0.1,
+        "{lo}-{hi}"
+    );
     // Independent check of one pixel against the raw file: BIL, uint16 little-endian, offset 0.
     let raw = std::fs::read(hdr.with_extension("raw")).unwrap();
     let (line, sample, band) = (17usize, 29usize, 311usize);
@@ -102,23 +139,69 @@ fn bad_cubes_are_clear_errors() {
     // Header without a data file.
     let hdr = dir.path().join("lonely.hdr");
     std::fs::write(&hdr, "ENVI\nsamples = 2\nlines = 2\nbands = 2\n").unwrap();
-    let err = Cube::open(&hdr, &ReadConfig::default()).unwrap_err().to_string();
-    assert!(err.contains("lonely.hdr") && err.contains("no data file"), "{err}");
+    let err = Cube::open(&hdr, &ReadConfig::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("lonely.hdr") && err.contains("no data file"),
+        "{err}"
+    );
     // Data file shorter than the header implies.
-    let extra = format!("data type = 12\nbyte order = 0\n{}", wavelength_field(2, 670.0, 130.0));
-    let hdr = write_envi_by_hand(dir.path(), "short", (4, 4, 2), "bsq", &extra, |v| (v as u16).to_le_bytes().to_vec(), |_, _, _| 1.0);
+    let extra = format!(
+        "data type = 12\nbyte order = 0\n{}",
+        wavelength_field(2, 670.0, 130.0)
+    );
+    let hdr = write_envi_by_hand(
+        dir.path(),
+        "short",
+        (4, 4, 2),
+        "bsq",
+        &extra,
+        |v| (v as u16).to_le_bytes().to_vec(),
+        |_, _, _| 1.0,
+    );
     std::fs::write(dir.path().join("short.img"), [0u8; 10]).unwrap();
-    let err = Cube::open(&hdr, &ReadConfig::default()).unwrap_err().to_string();
+    let err = Cube::open(&hdr, &ReadConfig::default())
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("short.img"), "{err}");
     // Missing wavelengths.
-    let hdr = write_envi_by_hand(dir.path(), "nowl", (2, 2, 2), "bsq", "data type = 1\n", |v| vec![v as u8], |_, _, _| 1.0);
-    let err = Cube::open(&hdr, &ReadConfig::default()).unwrap_err().to_string();
-    assert!(err.contains("nowl.hdr") && err.contains("'wavelength'"), "{err}");
+    let hdr = write_envi_by_hand(
+        dir.path(),
+        "nowl",
+        (2, 2, 2),
+        "bsq",
+        "data type = 1\n",
+        |v| vec![v as u8],
+        |_, _, _| 1.0,
+    );
+    let err = Cube::open(&hdr, &ReadConfig::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("nowl.hdr") && err.contains("'wavelength'"),
+        "{err}"
+    );
     // Non-numeric wavelength.
-    let hdr = write_envi_by_hand(dir.path(), "badwl", (2, 2, 2), "bsq", "data type = 1\nwavelength = {500, x}\n", |v| vec![v as u8], |_, _, _| 1.0);
-    let err = Cube::open(&hdr, &ReadConfig::default()).unwrap_err().to_string();
+    let hdr = write_envi_by_hand(
+        dir.path(),
+        "badwl",
+        (2, 2, 2),
+        "bsq",
+        "data type = 1\nwavelength = {500, x}\n",
+        |v| vec![v as u8],
+        |_, _, _| 1.0,
+    );
+    let err = Cube::open(&hdr, &ReadConfig::default())
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("badwl.hdr") && err.contains("'x'"), "{err}");
     // Missing file.
-    let err = Cube::open(&dir.path().join("nothing.hdr"), &ReadConfig::default()).unwrap_err().to_string();
-    assert!(err.contains("nothing.hdr") && err.contains("not found"), "{err}");
+    let err = Cube::open(&dir.path().join("nothing.hdr"), &ReadConfig::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("nothing.hdr") && err.contains("not found"),
+        "{err}"
+    );
 }
