@@ -13,6 +13,8 @@ pub struct Prediction {
     pub entropy_nats: f64,
     /// KL(q(z|x) || N(0, I)) in nats: the spectrum's rate. High for spectra unlike the training data.
     pub kl_nats: f64,
+    /// KL or entropy above the model's out-of-distribution thresholds.
+    pub ood: bool,
 }
 
 impl Prediction {
@@ -29,6 +31,7 @@ impl Prediction {
             predicted_index,
             entropy_nats,
             kl_nats,
+            ood: false,
         }
     }
 }

@@ -20,11 +20,13 @@ pub struct TrainConfig {
     /// Epochs without a better validation loss before training stops (best weights restored).
     pub patience: usize,
     pub seed: u64,
+    /// Percentile of validation KL and entropy above which predictions are flagged `ood`.
+    pub ood_percentile: f64,
 }
 
 impl Default for TrainConfig {
     /// beta 1e-3, 16 latent dimensions, encoder 256-128, 300 epochs of 64, Adam 2e-3, clip 5,
-    /// 20% of plants for validation, patience 40, seed 0.
+    /// 20% of plants for validation, patience 40, seed 0, OOD thresholds at the 99th percentile.
     fn default() -> Self {
         Self {
             beta: 1e-3,
@@ -37,6 +39,7 @@ impl Default for TrainConfig {
             validation_fraction: 0.2,
             patience: 40,
             seed: 0,
+            ood_percentile: 99.0,
         }
     }
 }
@@ -63,6 +66,12 @@ impl TrainConfig {
             return bad(format!(
                 "validation fraction must be in [0, 0.9), not {}",
                 self.validation_fraction
+            ));
+        }
+        if !(0.0..=100.0).contains(&self.ood_percentile) {
+            return bad(format!(
+                "OOD percentile must be in [0, 100], not {}",
+                self.ood_percentile
             ));
         }
         Ok(())

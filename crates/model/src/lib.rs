@@ -7,6 +7,7 @@
 
 mod config;
 mod device;
+mod diagnostics;
 mod error;
 mod metrics;
 mod network;
@@ -15,6 +16,9 @@ mod vib;
 
 pub use config::TrainConfig;
 pub use device::{cuda_available, DeviceChoice};
+pub use diagnostics::{
+    auroc, label_entropy_nats, percentile_of, OodThresholds, SetDiagnostics, ACTIVE_DIMENSION_NATS,
+};
 pub use error::{Error, Result};
 pub use metrics::{ClassMetrics, Metrics};
 pub use network::Architecture;

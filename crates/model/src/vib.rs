@@ -9,12 +9,13 @@ use tch::{nn, Kind, Tensor};
 
 use crate::config::TrainConfig;
 use crate::device::{resolve, DeviceChoice};
+use crate::diagnostics::{diagnose, label_entropy_nats, OodThresholds, SetDiagnostics};
 use crate::error::{Error, Result, TorchContext};
 use crate::network::{kl_nats, kl_per_dimension, vib_loss, Architecture, VibNet};
 use crate::split::grouped_split;
 
 /// Model file format version; bump when the metadata or tensor names change.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 const METADATA_KEY: &str = "pipeline.model";
 
 /// Everything a model file records besides its weights.
@@ -31,6 +32,8 @@ pub struct ModelCard {
     pub beta: f64,
     pub train_config: TrainConfig,
     pub training: TrainingSummary,
+    /// Out-of-distribution thresholds on KL and predictive entropy.
+    pub ood: OodThresholds,
 }
 
 /// What the model was trained on and how it ended.
@@ -38,14 +41,14 @@ pub struct ModelCard {
 pub struct TrainingSummary {
     pub sources: Vec<String>,
     pub unit: String,
-    pub train_samples: usize,
-    pub validation_samples: usize,
     pub epochs_run: usize,
     pub best_epoch: usize,
-    pub train_accuracy: f64,
-    pub validation_accuracy: Option<f64>,
-    pub train_cross_entropy_nats: f64,
-    pub mean_kl_nats: f64,
+    /// H(Y) of the training labels' class frequencies, nats.
+    pub label_entropy_nats: f64,
+    /// The kept weights on the training set.
+    pub train: SetDiagnostics,
+    /// The kept weights on the held-out plants, when there were any.
+    pub validation: Option<SetDiagnostics>,
 }
 
 /// One epoch of training history.
@@ -60,6 +63,9 @@ pub struct EpochRecord {
     pub validation_accuracy: Option<f64>,
     pub learning_rate: f64,
 }
+
+/// Samples of z for the diagnostics recorded at the end of training.
+const DIAGNOSTIC_Z_SAMPLES: usize = 12;
 
 /// libtorch's default generator is global: seeded work (training, sampling z at prediction) holds
 /// this lock, so that concurrent work in one process cannot interleave draws and break determinism.
@@ -300,21 +306,22 @@ impl VibModel {
             }
             None => history.len(),
         };
-        let final_record = &history[best_epoch - 1];
-        // Deterministic summary of the kept weights on the training set: mean KL and accuracy of mu.
-        let (train_accuracy, train_ce, mean_kl) = tch::no_grad(|| {
-            let (mu, logvar) = net.encode(&x_train);
-            let logits = net.classify(&mu);
-            let accuracy = logits
-                .argmax(-1, false)
-                .eq_tensor(&y_train)
-                .to_kind(Kind::Float)
-                .mean(Kind::Float)
-                .double_value(&[]);
-            let ce = logits.cross_entropy_for_logits(&y_train).double_value(&[]);
-            let kl = kl_nats(&mu, &logvar).mean(Kind::Float).double_value(&[]);
-            (accuracy, ce, kl)
-        });
+        // The kept weights on both sets, with 12 samples of z as at prediction.
+        let classes = &samples.classes;
+        let (train, train_predictions) =
+            diagnose(&net, &x_train, &y_train, classes, DIAGNOSTIC_Z_SAMPLES)?;
+        let (validation, validation_predictions) = match &validation {
+            Some((x, y)) => {
+                let (d, p) = diagnose(&net, x, y, classes, DIAGNOSTIC_Z_SAMPLES)?;
+                (Some(d), Some(p))
+            }
+            None => (None, None),
+        };
+        let ood = match &validation_predictions {
+            Some(p) => OodThresholds::calibrate(p, config.ood_percentile, "validation"),
+            None => OodThresholds::calibrate(&train_predictions, config.ood_percentile, "training"),
+        };
+        let train_targets: Vec<usize> = train_idx.iter().map(|&i| targets[i]).collect();
         let card = ModelCard {
             format_version: FORMAT_VERSION,
             architecture,
@@ -327,15 +334,13 @@ impl VibModel {
             training: TrainingSummary {
                 sources,
                 unit: unit.to_string(),
-                train_samples: train_idx.len(),
-                validation_samples: val_idx.len(),
                 epochs_run: history.len(),
                 best_epoch,
-                train_accuracy,
-                validation_accuracy: final_record.validation_accuracy,
-                train_cross_entropy_nats: train_ce,
-                mean_kl_nats: mean_kl,
+                label_entropy_nats: label_entropy_nats(&train_targets, samples.classes.len()),
+                train,
+                validation,
             },
+            ood,
         };
         let mut model = Self {
             vs,
@@ -417,7 +422,9 @@ impl VibModel {
                     .doing("copying probabilities")?;
             let kl: Vec<f32> = Vec::try_from(kl.to_device(tch::Device::Cpu)).doing("copying KL")?;
             for (p, k) in probabilities.chunks(classes).zip(kl) {
-                out.push(Prediction::from_probabilities(p.to_vec(), k as f64));
+                let mut prediction = Prediction::from_probabilities(p.to_vec(), k as f64);
+                prediction.ood = self.card.ood.flags(&prediction);
+                out.push(prediction);
             }
         }
         Ok(out)
@@ -676,7 +683,7 @@ mod tests {
         .unwrap();
         assert!(!history.is_empty());
         assert!(
-            model.card().training.train_accuracy > 0.95,
+            model.card().training.train.accuracy > 0.95,
             "{:?}",
             model.card().training
         );

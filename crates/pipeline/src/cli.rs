@@ -27,6 +27,9 @@ pub enum Command {
     Train(TrainArgs),
     /// Score a model against labelled cubes: accuracy, kappa, per-class F1, KL; writes METRICS.json.
     Evaluate(EvaluateArgs),
+    /// Train one model per beta and chart the information plane: both bounds per beta, accuracy,
+    /// calibration; keeps the model with the best validation NLL.
+    Sweep(SweepArgs),
     /// Generate the synthetic sample field scans (ENVI and GeoTIFF, with ground-truth labels).
     Synth(SynthArgs),
 }
@@ -158,4 +161,41 @@ pub struct SynthArgs {
     /// Fields to generate (default: all of field-a, field-b).
     #[arg(long, value_delimiter = ',')]
     pub field: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SweepArgs {
+    /// Training cube; repeat with --labels for several fields (paired in order).
+    #[arg(long, required = true)]
+    pub cube: Vec<PathBuf>,
+    /// Label raster of each cube.
+    #[arg(long, required = true)]
+    pub labels: Vec<PathBuf>,
+    #[arg(long, value_enum, default_value = "pixel")]
+    pub unit: Unit,
+    /// The betas to train, comma-separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "1e-6,1e-5,1e-4,1e-3,1e-2,1e-1,1"
+    )]
+    pub betas: Vec<f64>,
+    /// Output folder: sweep.parquet, sweep.json, information-plane and beta-curves (SVG, PNG), and
+    /// the recommended model.safetensors with its history.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Dimensions of the latent z.
+    #[arg(long, default_value_t = 16)]
+    pub latent_dim: usize,
+    /// Maximum passes over the training data per beta.
+    #[arg(long, default_value_t = 300)]
+    pub epochs: usize,
+    /// One seed for every beta: same split, same initialisation.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Replace outputs already in the folder.
+    #[arg(long)]
+    pub overwrite: bool,
+    #[command(flatten)]
+    pub device: DeviceArgs,
 }

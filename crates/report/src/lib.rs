@@ -1,7 +1,12 @@
-//! Report writers: per-plant predictions as Parquet (polars). polars stays inside this crate.
+//! Report writers: per-plant predictions and other tables as Parquet (polars), sweep figures as
+//! SVG and PNG (plotters). polars and plotters stay inside this crate.
 
 mod error;
+mod plot;
 mod predictions;
+mod table;
 
 pub use error::{Error, Result};
+pub use plot::{write_sweep_plots, SweepPoint};
 pub use predictions::{probability_column, write_predictions, PREDICTIONS_SCHEMA_VERSION};
+pub use table::{write_table, Table, Values};

@@ -1,12 +1,12 @@
 //! The per-plant predictions table, one Parquet row per plant.
 
-use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use domain::PredictionTable;
 use polars::prelude::*;
 
 use crate::error::{Error, Result};
+use crate::table::write_frame;
 
 /// Schema version written to the file's key-value metadata as `pipeline.schema_version`.
 pub const PREDICTIONS_SCHEMA_VERSION: &str = "1";
@@ -120,33 +120,5 @@ pub fn write_predictions(
         PREDICTIONS_SCHEMA_VERSION.to_string(),
     )];
     key_values.extend(metadata.iter().cloned());
-    let tmp = PathBuf::from(format!("{}.tmp", path.display()));
-    let result = File::create(&tmp)
-        .map_err(|source| Error::Io {
-            path: tmp.clone(),
-            message: "cannot create".into(),
-            source,
-        })
-        .and_then(|file| {
-            ParquetWriter::new(file)
-                .with_compression(ParquetCompression::Zstd(None))
-                .with_statistics(StatisticsOptions::full())
-                .with_key_value_metadata(Some(KeyValueMetadata::from_static(key_values)))
-                .finish(&mut frame)
-                .map_err(|source| Error::Table {
-                    path: path.into(),
-                    source,
-                })
-        })
-        .and_then(|_| {
-            std::fs::rename(&tmp, path).map_err(|source| Error::Io {
-                path: path.into(),
-                message: "cannot rename into place".into(),
-                source,
-            })
-        });
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    write_frame(path, &mut frame, key_values)
 }

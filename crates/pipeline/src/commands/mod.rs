@@ -3,8 +3,9 @@
 mod evaluate;
 mod labelled;
 mod run;
+mod sweep;
 mod synth;
-mod train;
+pub(crate) mod train;
 
 use anyhow::{Context, Result};
 
@@ -15,6 +16,7 @@ pub fn dispatch(command: Command) -> Result<()> {
         Command::Run(args) => run::run(args),
         Command::Train(args) => train::run(args),
         Command::Evaluate(args) => evaluate::run(args),
+        Command::Sweep(args) => sweep::run(args),
         Command::Synth(args) => synth::run(args),
     }
 }

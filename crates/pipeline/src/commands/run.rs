@@ -105,6 +105,10 @@ fn print_summary(table: &PredictionTable, vegetation_pixels: u64, total_pixels: 
         );
     }
     println!("mean KL      {mean_kl:.3} nats");
+    println!(
+        "OOD flagged  {}",
+        table.predictions.iter().filter(|p| p.ood).count()
+    );
     println!("model        {} (beta {})", table.model_id, table.beta);
     println!("written      {out}");
 }

@@ -2,7 +2,10 @@
 
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use model::{TrainConfig, VibModel};
+use std::path::{Path, PathBuf};
+
+use model::{EpochRecord, TrainConfig, VibModel};
+use report::{Table, Values};
 
 use super::{device, labelled};
 use crate::cli::{TrainArgs, Unit};
@@ -10,6 +13,7 @@ use crate::output::check_writable;
 
 pub fn run(args: TrainArgs) -> Result<()> {
     check_writable(&args.out, args.overwrite)?;
+    check_writable(&history_path(&args.out), args.overwrite)?;
     let device = device(&args.device)?;
     let samples = labelled::collect(&args.cube, &args.labels, args.unit)?;
     let config = TrainConfig {
@@ -45,24 +49,95 @@ pub fn run(args: TrainArgs) -> Result<()> {
     model
         .save(&args.out)
         .with_context(|| format!("saving model {}", args.out.display()))?;
-    let summary = &model.card().training;
-    println!("model          {}", args.out.display());
-    println!("model id       {}", model.model_id());
-    println!("classes        {}", model.card().classes.names().join(", "));
+    let history_path = history_path(&args.out);
+    write_history(&history_path, &history, model.model_id())
+        .with_context(|| format!("writing training history {}", history_path.display()))?;
+    let card = model.card();
+    let summary = &card.training;
+    println!("model            {}", args.out.display());
+    println!("model id         {}", model.model_id());
+    println!("classes          {}", card.classes.names().join(", "));
     println!(
-        "samples        {} train, {} validation ({unit})",
-        summary.train_samples, summary.validation_samples
+        "epochs           {} run, best {}",
+        summary.epochs_run, summary.best_epoch
     );
+    println!("beta             {}", card.beta);
+    println!("H(Y)             {:.4} nats", summary.label_entropy_nats);
     println!(
-        "epochs         {} run, best {}",
-        history.len(),
-        summary.best_epoch
+        "{:<16} {:>8} {:>9} {:>10} {:>10} {:>7} {:>7}",
+        "set", "samples", "accuracy", "CE nats", "KL nats", "active", "ECE"
     );
-    println!("beta           {}", config.beta);
-    println!("train accuracy {:.4}", summary.train_accuracy);
-    if let Some(accuracy) = summary.validation_accuracy {
-        println!("val accuracy   {accuracy:.4}");
+    let sets = [
+        ("train", Some(&summary.train)),
+        ("validation", summary.validation.as_ref()),
+    ];
+    for (name, set) in sets {
+        if let Some(d) = set {
+            println!(
+                "{name:<16} {:>8} {:>9.4} {:>10.4} {:>10.3} {:>7} {:>7.4}",
+                d.samples,
+                d.accuracy,
+                d.cross_entropy_nats,
+                d.mean_kl_nats,
+                d.active_dimensions,
+                d.expected_calibration_error
+            );
+        }
     }
-    println!("mean KL        {:.3} nats", summary.mean_kl_nats);
+    println!(
+        "OOD thresholds   KL > {:.3} nats or entropy > {:.4} nats ({}th percentile of {})",
+        card.ood.kl_nats, card.ood.entropy_nats, card.ood.percentile, card.ood.calibrated_on
+    );
+    println!("unit             {unit}");
+    println!("history          {}", history_path.display());
+    Ok(())
+}
+
+/// `MODEL.safetensors` -> `MODEL.history.parquet`, beside the model.
+pub fn history_path(model: &Path) -> PathBuf {
+    model.with_extension("history.parquet")
+}
+
+/// One row per epoch: loss, cross-entropy, KL, accuracies, learning rate.
+pub fn write_history(path: &Path, history: &[EpochRecord], model_id: &str) -> Result<()> {
+    let mut table = Table::default();
+    table
+        .push(
+            "epoch",
+            Values::U64(history.iter().map(|e| e.epoch as u64).collect()),
+        )
+        .push(
+            "loss",
+            Values::F64(history.iter().map(|e| e.loss).collect()),
+        )
+        .push(
+            "cross_entropy_nats",
+            Values::F64(history.iter().map(|e| e.cross_entropy_nats).collect()),
+        )
+        .push(
+            "kl_nats",
+            Values::F64(history.iter().map(|e| e.kl_nats).collect()),
+        )
+        .push(
+            "train_accuracy",
+            Values::F64(history.iter().map(|e| e.train_accuracy).collect()),
+        )
+        .push(
+            "validation_loss",
+            Values::OptionalF64(history.iter().map(|e| e.validation_loss).collect()),
+        )
+        .push(
+            "validation_accuracy",
+            Values::OptionalF64(history.iter().map(|e| e.validation_accuracy).collect()),
+        )
+        .push(
+            "learning_rate",
+            Values::F64(history.iter().map(|e| e.learning_rate).collect()),
+        );
+    report::write_table(
+        path,
+        &table,
+        &[("pipeline.model_id".into(), model_id.into())],
+    )?;
     Ok(())
 }
