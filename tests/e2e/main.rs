@@ -382,3 +382,81 @@ fn bil_first_bands(
         .flat_map(|l| data[l * line_bytes..l * line_bytes + keep * samples * 2].to_vec())
         .collect()
 }
+
+#[test]
+fn sweep_writes_bounds_figures_and_the_recommended_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("sweep");
+    let stdout = ok(&[
+        "sweep",
+        "--cube",
+        s(&sample("field-a.hdr")),
+        "--labels",
+        s(&sample("field-a-labels.hdr")),
+        "--betas",
+        "1e-3,1",
+        "--epochs",
+        "15",
+        "--out",
+        s(&out),
+    ]);
+    assert!(stdout.contains("recommended"), "{stdout}");
+    for name in [
+        "sweep.parquet",
+        "sweep.json",
+        "information-plane.svg",
+        "information-plane.png",
+        "beta-curves.svg",
+        "beta-curves.png",
+        "model.safetensors",
+        "model.history.parquet",
+    ] {
+        assert!(out.join(name).is_file(), "{name} missing");
+    }
+    assert!(std::fs::read_to_string(out.join("information-plane.svg"))
+        .unwrap()
+        .contains("<svg"));
+    assert_eq!(
+        &std::fs::read(out.join("beta-curves.png")).unwrap()[1..4],
+        b"PNG"
+    );
+    let table = read_parquet(&out.join("sweep.parquet"));
+    let rows = table["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    let ln2 = std::f64::consts::LN_2;
+    for row in rows {
+        let f = |k: &str| row[k].as_f64().unwrap();
+        assert!((f("rate_bits") - f("rate_nats") / ln2).abs() < 1e-9);
+        assert!(
+            (f("izy_lower_bound_nats") - (f("label_entropy_nats") - f("cross_entropy_nats"))).abs()
+                < 1e-9
+        );
+        assert!((f("izy_lower_bound_bits") - f("izy_lower_bound_nats") / ln2).abs() < 1e-9);
+        // Three balanced-ish classes: H(Y) close to ln 3, never above it.
+        assert!(f("label_entropy_nats") <= 3f64.ln() + 1e-12 && f("label_entropy_nats") > 1.0);
+    }
+    // beta 1 squeezes the bottleneck far below beta 1e-3.
+    assert!(rows[1]["rate_nats"].as_f64().unwrap() < rows[0]["rate_nats"].as_f64().unwrap() / 10.0);
+    let recommended: Vec<&serde_json::Value> =
+        rows.iter().filter(|r| r["recommended"] == true).collect();
+    assert_eq!(recommended.len(), 1);
+    let best_nll = rows
+        .iter()
+        .map(|r| r["validation_nll_nats"].as_f64().unwrap())
+        .fold(f64::INFINITY, f64::min);
+    assert_eq!(
+        recommended[0]["validation_nll_nats"].as_f64().unwrap(),
+        best_nll
+    );
+    // The recommended model is usable as it is.
+    let predictions = dir.path().join("p.parquet");
+    ok(&[
+        "run",
+        "--cube",
+        s(&sample("field-b.hdr")),
+        "--model",
+        s(&out.join("model.safetensors")),
+        "--out",
+        s(&predictions),
+    ]);
+}

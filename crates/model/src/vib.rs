@@ -738,6 +738,117 @@ mod tests {
         assert_eq!(a.model_id(), b.model_id());
     }
 
+    /// The sweep's bounds, recomputed here without the training code: H(Y) from label counts, the
+    /// rate from the encoder's mu and logvar with f64 loops, the cross-entropy by our own Monte Carlo
+    /// (another generator, 200 draws) through the classifier's weights.
+    #[test]
+    fn information_bounds_match_an_independent_computation() {
+        let samples = toy_samples(5);
+        let config = TrainConfig {
+            epochs: 15,
+            validation_fraction: 0.0,
+            beta: 1e-2,
+            ..quick_config()
+        };
+        let (model, _) = VibModel::train(
+            &samples,
+            &config,
+            DeviceChoice::Cpu,
+            vec![],
+            "pixel",
+            |_| {},
+        )
+        .unwrap();
+        let summary = &model.card().training;
+        assert!(summary.validation.is_none());
+        let n = samples.len();
+
+        let mut counts = std::collections::BTreeMap::new();
+        for c in &samples.label_codes {
+            *counts.entry(*c).or_insert(0usize) += 1;
+        }
+        let h_y: f64 = counts
+            .values()
+            .map(|&c| c as f64 / n as f64)
+            .map(|p| -p * p.ln())
+            .sum();
+        assert!((summary.label_entropy_nats - h_y).abs() < 1e-12);
+
+        let x = tensor_2d(
+            &standardise(
+                &samples.spectra,
+                &model.card().input_mean,
+                &model.card().input_std,
+            ),
+            n,
+            samples.axis.len(),
+            tch::Device::Cpu,
+        )
+        .unwrap();
+        let (mu, logvar) = tch::no_grad(|| model.net.encode(&x));
+        let k = model.card().architecture.latent_dim;
+        let mu: Vec<f32> = Vec::try_from(mu.flatten(0, -1)).unwrap();
+        let logvar: Vec<f32> = Vec::try_from(logvar.flatten(0, -1)).unwrap();
+        let mut rate = 0.0;
+        for i in 0..n {
+            for j in 0..k {
+                let (m, lv) = (mu[i * k + j] as f64, logvar[i * k + j] as f64);
+                rate += 0.5 * (m * m + lv.exp() - lv - 1.0);
+            }
+        }
+        rate /= n as f64;
+        assert!(
+            (rate - summary.train.mean_kl_nats).abs() < 1e-4 * rate.max(1.0),
+            "{rate} vs {}",
+            summary.train.mean_kl_nats
+        );
+
+        let variables = model.vs.variables();
+        let weight: Vec<f32> =
+            Vec::try_from(variables["classifier.weight"].flatten(0, -1)).unwrap();
+        let bias: Vec<f32> = Vec::try_from(&variables["classifier.bias"]).unwrap();
+        let classes = bias.len();
+        let mut rng = crate::split::SplitMix64::new(99);
+        let mut normal = move || {
+            let u1 = ((rng.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+            let u2 = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+            (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+        };
+        let draws = 200;
+        let mut cross_entropy = 0.0;
+        for i in 0..n {
+            let target = model
+                .card()
+                .classes
+                .index_of_code(samples.label_codes[i])
+                .unwrap();
+            for _ in 0..draws {
+                let z: Vec<f64> = (0..k)
+                    .map(|j| {
+                        mu[i * k + j] as f64 + (0.5 * logvar[i * k + j] as f64).exp() * normal()
+                    })
+                    .collect();
+                let logits: Vec<f64> = (0..classes)
+                    .map(|c| {
+                        bias[c] as f64
+                            + (0..k).map(|j| weight[c * k + j] as f64 * z[j]).sum::<f64>()
+                    })
+                    .collect();
+                let max = logits.iter().copied().fold(f64::MIN, f64::max);
+                let log_sum = max + logits.iter().map(|l| (l - max).exp()).sum::<f64>().ln();
+                cross_entropy += log_sum - logits[target];
+            }
+        }
+        cross_entropy /= (n * draws) as f64;
+        let recorded = summary.train.cross_entropy_nats;
+        assert!(
+            (cross_entropy - recorded).abs() < 0.02 + 0.1 * cross_entropy,
+            "independent {cross_entropy} vs recorded {recorded}"
+        );
+        // So the I(Z;Y) lower bound H(Y) - CE agrees too.
+        assert!(h_y - cross_entropy > 0.0);
+    }
+
     #[test]
     fn bad_inputs_are_errors() {
         let samples = toy_samples(1);
