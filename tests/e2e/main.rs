@@ -460,3 +460,62 @@ fn sweep_writes_bounds_figures_and_the_recommended_model() {
         s(&predictions),
     ]);
 }
+
+#[test]
+fn evaluate_reports_how_kl_separates_soil_from_plants() {
+    let dir = tempfile::tempdir().unwrap();
+    // Soil: the pixels field-b's ground truth leaves unlabelled (bare soil and thin plant edges).
+    let labels = std::fs::read(sample("field-b-labels.img")).unwrap();
+    std::fs::write(
+        dir.path().join("soil.img"),
+        labels
+            .iter()
+            .map(|&c| u8::from(c == 0))
+            .collect::<Vec<u8>>(),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("soil.hdr"),
+        "ENVI\nsamples = 140\nlines = 126\nbands = 1\ndata type = 1\ninterleave = bsq\nbyte order = 0\n\
+         file type = ENVI Classification\nclasses = 2\nclass names = {Unclassified, soil}\n",
+    )
+    .unwrap();
+    let metrics = dir.path().join("m.json");
+    ok(&[
+        "evaluate",
+        "--cube",
+        s(&sample("field-b.hdr")),
+        "--labels",
+        s(&sample("field-b-labels.hdr")),
+        "--metrics",
+        s(&metrics),
+        "--ood-cube",
+        s(&sample("field-b.hdr")),
+        "--ood-labels",
+        s(&dir.path().join("soil.hdr")),
+        "--ood-max-pixels",
+        "5000",
+    ]);
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&metrics).unwrap()).unwrap();
+    let ood = &m["ood"];
+    assert!(
+        ood["n_ood_spectra"].as_u64().unwrap() > 4000
+            && ood["n_ood_spectra"].as_u64().unwrap() <= 5000,
+        "{ood}"
+    );
+    assert!(ood["auroc_kl"].as_f64().unwrap() > 0.65, "{ood}");
+    assert!(
+        ood["mean_kl_nats_ood"].as_f64().unwrap()
+            > ood["mean_kl_nats_in_distribution"].as_f64().unwrap(),
+        "{ood}"
+    );
+    for key in [
+        "auroc_entropy",
+        "flagged_fraction",
+        "in_distribution_flagged_fraction",
+    ] {
+        let v = ood[key].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&v), "{key} {v}");
+    }
+}

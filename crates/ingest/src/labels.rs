@@ -200,3 +200,38 @@ pub fn labelled_samples(
         groups,
     })
 }
+
+/// Spectra of the pixels for which `keep(pixel index)` holds (row-major index), every `stride`-th
+/// such pixel so that at most `max_pixels` are returned; row-major `n x bands`.
+pub fn pixel_spectra(
+    cube: &Cube,
+    keep: impl Fn(usize) -> bool,
+    max_pixels: usize,
+) -> Result<Vec<f32>> {
+    let samples = cube.samples();
+    let total = (0..cube.lines() * samples).filter(|&i| keep(i)).count();
+    let stride = total.div_ceil(max_pixels.max(1)).max(1);
+    let bands = cube.bands();
+    let mut spectra = Vec::with_capacity(total.min(max_pixels) * bands);
+    let mut seen = 0usize;
+    let mut buffer = Vec::new();
+    for (first, count) in cube.blocks() {
+        let plane = count * samples;
+        let mut loaded = false;
+        for offset in 0..plane {
+            if !keep(first * samples + offset) {
+                continue;
+            }
+            seen += 1;
+            if (seen - 1) % stride != 0 {
+                continue;
+            }
+            if !loaded {
+                cube.read_block(first, count, &mut buffer)?;
+                loaded = true;
+            }
+            spectra.extend((0..bands).map(|b| buffer[b * plane + offset]));
+        }
+    }
+    Ok(spectra)
+}

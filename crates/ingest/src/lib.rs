@@ -18,7 +18,7 @@ pub use components::{label_components, Components};
 pub use cube::{Cube, CubeFormat, ReadConfig};
 pub use envi_header::EnviHeader;
 pub use error::{Error, Result};
-pub use labels::{labelled_samples, read_label_raster};
+pub use labels::{labelled_samples, pixel_spectra, read_label_raster};
 pub use locate::{locate, RasterFiles};
 pub use plants::{find_plants, region_spectra, vegetation_mask, PlantConfig};
 pub use write::{write_envi_cube, write_envi_labels, write_geotiff_cube, write_geotiff_labels};

@@ -140,6 +140,17 @@ pub struct EvaluateArgs {
     /// Metrics to write (JSON).
     #[arg(long)]
     pub metrics: PathBuf,
+    /// A cube of out-of-distribution spectra (soil, another crop): reports how well KL and
+    /// entropy separate them from the evaluation samples (AUROC) and how many the model flags.
+    #[arg(long)]
+    pub ood_cube: Vec<PathBuf>,
+    /// Label raster per --ood-cube: only its non-zero pixels are out of distribution (without it,
+    /// every pixel is).
+    #[arg(long)]
+    pub ood_labels: Vec<PathBuf>,
+    /// At most this many out-of-distribution pixels per cube (evenly strided).
+    #[arg(long, default_value_t = 20000)]
+    pub ood_max_pixels: usize,
     /// Samples of z averaged per prediction.
     #[arg(long, default_value_t = 12)]
     pub z_samples: usize,

@@ -47,6 +47,15 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
         .context("predicting")?;
     let metrics = Metrics::compute(&card.classes, &truth, &predictions);
     let mut json = serde_json::to_value(&metrics)?;
+    let ood = if args.ood_cube.is_empty() {
+        None
+    } else {
+        Some(ood_report(&args, &model, &predictions)?)
+    };
+    if let Some(ood) = &ood {
+        json["ood"] = serde_json::to_value(ood)?;
+    }
+    json["in_distribution_flagged"] = predictions.iter().filter(|p| p.ood).count().into();
     json["model"] = model_name.clone().into();
     json["model_id"] = model.model_id().into();
     json["beta"] = card.beta.into();
@@ -96,6 +105,107 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
             row.iter().map(|v| format!("{v:>6}")).collect::<String>()
         );
     }
+    if let Some(ood) = &ood {
+        println!(
+            "OOD                {} spectra: AUROC of KL {:.4}, of entropy {:.4}; flagged {:.1}% (in-distribution flagged {:.1}%)",
+            ood.n_ood_spectra,
+            ood.auroc_kl,
+            ood.auroc_entropy,
+            100.0 * ood.flagged_fraction,
+            100.0 * ood.in_distribution_flagged_fraction
+        );
+    }
     println!("written            {}", args.metrics.display());
     Ok(())
+}
+
+/// How well the model's KL and entropy tell out-of-distribution spectra from the evaluation samples.
+#[derive(Debug, serde::Serialize)]
+struct OodReport {
+    cubes: Vec<String>,
+    n_ood_spectra: usize,
+    n_in_distribution: usize,
+    auroc_kl: f64,
+    auroc_entropy: f64,
+    /// Share of OOD spectra the model's thresholds flag.
+    flagged_fraction: f64,
+    /// Share of in-distribution samples flagged (false alarms).
+    in_distribution_flagged_fraction: f64,
+    mean_kl_nats_ood: f64,
+    mean_kl_nats_in_distribution: f64,
+}
+
+fn ood_report(
+    args: &EvaluateArgs,
+    model: &model::VibModel,
+    inside: &[domain::Prediction],
+) -> Result<OodReport> {
+    if !args.ood_labels.is_empty() && args.ood_labels.len() != args.ood_cube.len() {
+        bail!(
+            "{} --ood-cube but {} --ood-labels: give none or one per cube",
+            args.ood_cube.len(),
+            args.ood_labels.len()
+        );
+    }
+    let card = model.card();
+    let mut outside = Vec::new();
+    for (i, path) in args.ood_cube.iter().enumerate() {
+        let cube = ingest::Cube::open(path, &ingest::ReadConfig::default())
+            .with_context(|| format!("opening OOD cube {}", path.display()))?;
+        let resampler = cube.axis().resampler_to(&card.axis).with_context(|| {
+            format!("{}: the cube's bands cannot feed the model", path.display())
+        })?;
+        let spectra = match args.ood_labels.get(i) {
+            Some(label_path) => {
+                let labels = ingest::read_label_raster(label_path)
+                    .with_context(|| format!("reading OOD labels {}", label_path.display()))?;
+                if (labels.lines, labels.samples) != (cube.lines(), cube.samples()) {
+                    bail!(
+                        "{}: label raster is {} x {}, the cube {} x {}",
+                        label_path.display(),
+                        labels.lines,
+                        labels.samples,
+                        cube.lines(),
+                        cube.samples()
+                    );
+                }
+                ingest::pixel_spectra(&cube, |p| labels.codes[p] != 0, args.ood_max_pixels)?
+            }
+            None => ingest::pixel_spectra(&cube, |_| true, args.ood_max_pixels)?,
+        };
+        let n = spectra.len() / cube.bands();
+        let mut resampled = Vec::with_capacity(n * card.axis.len());
+        for spectrum in spectra.chunks(cube.bands()) {
+            resampled.extend(resampler.apply(spectrum)?);
+        }
+        outside.extend(
+            model
+                .predict(&resampled, n, args.z_samples, 1)
+                .context("predicting OOD spectra")?,
+        );
+    }
+    if outside.is_empty() {
+        bail!("the OOD cubes gave no spectra");
+    }
+    let kl = |p: &[domain::Prediction]| p.iter().map(|p| p.kl_nats).collect::<Vec<_>>();
+    let entropy = |p: &[domain::Prediction]| p.iter().map(|p| p.entropy_nats).collect::<Vec<_>>();
+    let mean = |v: Vec<f64>| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let flagged = |p: &[domain::Prediction]| {
+        p.iter().filter(|p| p.ood).count() as f64 / p.len().max(1) as f64
+    };
+    Ok(OodReport {
+        cubes: args
+            .ood_cube
+            .iter()
+            .map(|c| c.display().to_string())
+            .collect(),
+        n_ood_spectra: outside.len(),
+        n_in_distribution: inside.len(),
+        auroc_kl: model::auroc(&kl(inside), &kl(&outside)),
+        auroc_entropy: model::auroc(&entropy(inside), &entropy(&outside)),
+        flagged_fraction: flagged(&outside),
+        in_distribution_flagged_fraction: flagged(inside),
+        mean_kl_nats_ood: mean(kl(&outside)),
+        mean_kl_nats_in_distribution: mean(kl(inside)),
+    })
 }
