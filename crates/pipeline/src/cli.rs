@@ -89,14 +89,32 @@ pub enum Unit {
     Pixel,
 }
 
-#[derive(Debug, Args)]
-pub struct TrainArgs {
-    /// Training cube; repeat with --labels for several fields (paired in order).
-    #[arg(long, required = true)]
+/// Where labelled spectra come from: cubes with label rasters, or spectral tables.
+#[derive(Debug, Clone, Args)]
+pub struct SamplesArgs {
+    /// Cube; repeat with --labels for several fields (paired in order).
+    #[arg(long, required_unless_present = "spectra", conflicts_with = "spectra")]
     pub cube: Vec<PathBuf>,
     /// Label raster of each cube (0 = unlabelled; class names from the ENVI `class names` field).
-    #[arg(long, required = true)]
+    #[arg(long, required_unless_present = "spectra", conflicts_with = "spectra")]
     pub labels: Vec<PathBuf>,
+    /// Spectral table (CSV or Parquet): one row per spectrum, one column per band named by its
+    /// wavelength in nm (`505`, `515.5`); repeatable.
+    #[arg(long)]
+    pub spectra: Vec<PathBuf>,
+    /// Column of the spectral table holding the labels (class names or integer codes).
+    #[arg(long, default_value = "label")]
+    pub label_column: String,
+    /// Column of the spectral table grouping rows (plant or leaf id): a group never straddles the
+    /// validation split. Without it each row is its own group.
+    #[arg(long)]
+    pub group_column: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    pub samples: SamplesArgs,
     /// Training samples: every labelled pixel (validation still holds out whole plants), or one
     /// mean spectrum per labelled plant.
     #[arg(long, value_enum, default_value = "pixel")]
@@ -124,12 +142,8 @@ pub struct TrainArgs {
 
 #[derive(Debug, Args)]
 pub struct EvaluateArgs {
-    /// Evaluation cube; repeat with --labels for several fields.
-    #[arg(long, required = true)]
-    pub cube: Vec<PathBuf>,
-    /// Label raster of each cube.
-    #[arg(long, required = true)]
-    pub labels: Vec<PathBuf>,
+    #[command(flatten)]
+    pub samples: SamplesArgs,
     /// Evaluation samples: one mean spectrum per labelled plant (as `run` sees plants), or every
     /// labelled pixel.
     #[arg(long, value_enum, default_value = "plant")]
@@ -176,12 +190,8 @@ pub struct SynthArgs {
 
 #[derive(Debug, Args)]
 pub struct SweepArgs {
-    /// Training cube; repeat with --labels for several fields (paired in order).
-    #[arg(long, required = true)]
-    pub cube: Vec<PathBuf>,
-    /// Label raster of each cube.
-    #[arg(long, required = true)]
-    pub labels: Vec<PathBuf>,
+    #[command(flatten)]
+    pub samples: SamplesArgs,
     #[arg(long, value_enum, default_value = "pixel")]
     pub unit: Unit,
     /// The betas to train, comma-separated.

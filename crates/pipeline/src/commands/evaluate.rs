@@ -12,12 +12,12 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
     check_writable(&args.metrics, args.overwrite)?;
     let device = device(&args.device)?;
     let (model, model_name) = model_source::load(args.model.as_deref(), device)?;
-    let samples = labelled::collect(&args.cube, &args.labels, args.unit)?;
+    let samples = labelled::collect(&args.samples, args.unit)?;
     let card = model.card();
     let resampler = samples.axis.resampler_to(&card.axis).with_context(|| {
         format!(
-            "{}: the cube's bands cannot feed model {model_name}",
-            args.cube[0].display()
+            "{}: the bands cannot feed model {model_name}",
+            labelled::source_names(&args.samples).join(", ")
         )
     })?;
     // Truth: label classes matched to the model's classes by name.
@@ -31,7 +31,7 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
         let Some(index) = card.classes.iter().position(|c| c.name == class.name) else {
             bail!(
                 "{}: class '{}' is not one the model {model_name} knows ({})",
-                args.labels[0].display(),
+                labelled::label_source_names(&args.samples).join(", "),
                 class.name,
                 card.classes.names().join(", ")
             );
@@ -59,19 +59,18 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
     json["model"] = model_name.clone().into();
     json["model_id"] = model.model_id().into();
     json["beta"] = card.beta.into();
-    json["unit"] = format!("{:?}", args.unit).to_lowercase().into();
-    json["cubes"] = args
-        .cube
-        .iter()
-        .map(|c| c.display().to_string())
-        .collect::<Vec<_>>()
-        .into();
+    json["unit"] = labelled::unit_name(&args.samples, args.unit).into();
+    json["sources"] = labelled::source_names(&args.samples).into();
     write_atomically(
         &args.metrics,
         serde_json::to_string_pretty(&json)?.as_bytes(),
     )?;
 
-    println!("samples            {} ({:?})", metrics.n_samples, args.unit);
+    println!(
+        "samples            {} ({})",
+        metrics.n_samples,
+        labelled::unit_name(&args.samples, args.unit)
+    );
     println!("overall accuracy   {:.4}", metrics.overall_accuracy);
     println!("average accuracy   {:.4}", metrics.average_accuracy);
     println!("kappa              {:.4}", metrics.kappa);

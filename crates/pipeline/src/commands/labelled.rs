@@ -3,10 +3,10 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use domain::{SampleUnit, SpectralSamples};
+use domain::{ClassInfo, ClassSet, SampleUnit, SpectralAxis, SpectralSamples};
 use ingest::{labelled_samples, read_label_raster, Cube, ReadConfig};
 
-use crate::cli::Unit;
+use crate::cli::{SamplesArgs, Unit};
 
 pub fn sample_unit(unit: Unit) -> SampleUnit {
     match unit {
@@ -15,9 +15,134 @@ pub fn sample_unit(unit: Unit) -> SampleUnit {
     }
 }
 
+/// What one sample is: `plant` or `pixel` for cubes, `row` for spectral tables.
+pub fn unit_name(args: &SamplesArgs, unit: Unit) -> &'static str {
+    match (args.spectra.is_empty(), unit) {
+        (false, _) => "row",
+        (true, Unit::Plant) => "plant",
+        (true, Unit::Pixel) => "pixel",
+    }
+}
+
+/// The files the samples come from, for messages and model cards.
+pub fn source_names(args: &SamplesArgs) -> Vec<String> {
+    let paths = if args.spectra.is_empty() {
+        &args.cube
+    } else {
+        &args.spectra
+    };
+    paths.iter().map(|p| p.display().to_string()).collect()
+}
+
+/// The files the labels come from.
+pub fn label_source_names(args: &SamplesArgs) -> Vec<String> {
+    let paths = if args.spectra.is_empty() {
+        &args.labels
+    } else {
+        &args.spectra
+    };
+    paths.iter().map(|p| p.display().to_string()).collect()
+}
+
+/// Labelled samples from cubes with label rasters (`unit` applies) or from spectral tables.
+pub fn collect(args: &SamplesArgs, unit: Unit) -> Result<SpectralSamples> {
+    if args.spectra.is_empty() {
+        collect_cubes(&args.cube, &args.labels, unit)
+    } else {
+        collect_tables(
+            &args.spectra,
+            &args.label_column,
+            args.group_column.as_deref(),
+        )
+    }
+}
+
+/// Rows of every table, on the first table's wavelengths. Labels are class names, or integer
+/// codes (then named by their code); classes in order of first appearance.
+fn collect_tables(
+    paths: &[PathBuf],
+    label_column: &str,
+    group_column: Option<&str>,
+) -> Result<SpectralSamples> {
+    let mut tables = Vec::new();
+    for path in paths {
+        let table = report::read_spectral_table(path, label_column, group_column)
+            .with_context(|| format!("reading spectral table {}", path.display()))?;
+        let axis = SpectralAxis::new(table.wavelength_nm.clone(), None)
+            .with_context(|| format!("{}: band columns", path.display()))?;
+        tables.push((path, axis, table));
+    }
+    let mut names: Vec<String> = Vec::new();
+    for (_, _, table) in &tables {
+        for label in &table.labels {
+            if !names.contains(label) {
+                names.push(label.clone());
+            }
+        }
+    }
+    let all_codes = names.iter().all(|n| n.parse::<u32>().is_ok_and(|c| c > 0));
+    let classes: Vec<ClassInfo> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| ClassInfo {
+            code: if all_codes {
+                n.parse().expect("checked above")
+            } else {
+                i as u32 + 1
+            },
+            name: n.clone(),
+        })
+        .collect();
+    let classes =
+        ClassSet::new(classes).with_context(|| format!("{}: labels", paths[0].display()))?;
+    let axis = tables[0].1.clone();
+    let (mut spectra, mut label_codes, mut groups) = (Vec::new(), Vec::new(), Vec::new());
+    let mut group_ids: std::collections::HashMap<(usize, String), u32> =
+        std::collections::HashMap::new();
+    for (t, (path, table_axis, table)) in tables.iter().enumerate() {
+        let resampler = table_axis.resampler_to(&axis).with_context(|| {
+            format!(
+                "{}: bands do not cover those of {}",
+                path.display(),
+                paths[0].display()
+            )
+        })?;
+        let bands = table_axis.len();
+        for (row, label) in table.labels.iter().enumerate() {
+            spectra.extend(resampler.apply(&table.spectra[row * bands..(row + 1) * bands])?);
+            label_codes.push(
+                classes
+                    .iter()
+                    .find(|c| &c.name == label)
+                    .expect("every label is a class")
+                    .code,
+            );
+            let key = match &table.groups {
+                Some(g) => (t, g[row].clone()),
+                None => (t, format!("row {row}")),
+            };
+            let next = group_ids.len() as u32 + 1;
+            groups.push(*group_ids.entry(key).or_insert(next));
+        }
+    }
+    tracing::info!(
+        tables = paths.len(),
+        samples = label_codes.len(),
+        classes = classes.len(),
+        "spectral tables read"
+    );
+    Ok(SpectralSamples {
+        axis,
+        classes,
+        spectra,
+        label_codes,
+        groups,
+    })
+}
+
 /// Samples of every (cube, labels) pair, all on the first cube's wavelengths and classes. Group ids
 /// are made unique across cubes.
-pub fn collect(cubes: &[PathBuf], labels: &[PathBuf], unit: Unit) -> Result<SpectralSamples> {
+fn collect_cubes(cubes: &[PathBuf], labels: &[PathBuf], unit: Unit) -> Result<SpectralSamples> {
     if cubes.len() != labels.len() {
         bail!(
             "{} --cube but {} --labels: give one label raster per cube, in the same order",

@@ -6,7 +6,7 @@ use report::{SweepPoint, Table, Values};
 
 use super::train::{history_path, write_history};
 use super::{device, labelled};
-use crate::cli::{SweepArgs, Unit};
+use crate::cli::SweepArgs;
 use crate::output::{check_writable, write_atomically};
 
 const LN_2: f64 = std::f64::consts::LN_2;
@@ -41,12 +41,9 @@ pub fn run(args: SweepArgs) -> Result<()> {
         check_writable(&args.out.join(name), args.overwrite)?;
     }
     let device = device(&args.device)?;
-    let samples = labelled::collect(&args.cube, &args.labels, args.unit)?;
-    let unit = match args.unit {
-        Unit::Plant => "plant",
-        Unit::Pixel => "pixel",
-    };
-    let sources: Vec<String> = args.cube.iter().map(|c| c.display().to_string()).collect();
+    let samples = labelled::collect(&args.samples, args.unit)?;
+    let unit = labelled::unit_name(&args.samples, args.unit);
+    let sources: Vec<String> = labelled::source_names(&args.samples);
     let mut rows = Vec::new();
     for &beta in &args.betas {
         let _span = tracing::info_span!("sweep", beta).entered();

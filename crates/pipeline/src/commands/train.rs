@@ -8,14 +8,14 @@ use model::{EpochRecord, TrainConfig, VibModel};
 use report::{Table, Values};
 
 use super::{device, labelled};
-use crate::cli::{TrainArgs, Unit};
+use crate::cli::TrainArgs;
 use crate::output::check_writable;
 
 pub fn run(args: TrainArgs) -> Result<()> {
     check_writable(&args.out, args.overwrite)?;
     check_writable(&history_path(&args.out), args.overwrite)?;
     let device = device(&args.device)?;
-    let samples = labelled::collect(&args.cube, &args.labels, args.unit)?;
+    let samples = labelled::collect(&args.samples, args.unit)?;
     let config = TrainConfig {
         beta: args.beta,
         latent_dim: args.latent_dim,
@@ -23,11 +23,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
         seed: args.seed,
         ..TrainConfig::default()
     };
-    let unit = match args.unit {
-        Unit::Plant => "plant",
-        Unit::Pixel => "pixel",
-    };
-    let sources = args.cube.iter().map(|c| c.display().to_string()).collect();
+    let unit = labelled::unit_name(&args.samples, args.unit);
+    let sources = labelled::source_names(&args.samples);
     let bar = ProgressBar::new(config.epochs as u64).with_style(
         ProgressStyle::with_template("{bar:30} epoch {pos}/{len} {msg}")
             .expect("static template is valid"),
