@@ -1,3 +1,14 @@
+/// How unequal class sizes are handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClassBalance {
+    /// Minibatches drawn with replacement, each class equally likely: the loss stays the plain
+    /// mean cross-entropy + beta * KL of the VIB, and minority classes are not drowned out.
+    Sampling,
+    /// A plain shuffle of the training set each epoch.
+    None,
+}
+
 /// Training settings of the VIB classifier.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
@@ -22,11 +33,15 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Percentile of validation KL and entropy above which predictions are flagged `ood`.
     pub ood_percentile: f64,
+    pub class_balance: ClassBalance,
+    /// Train the same network without the bottleneck (z = mu, no KL), for comparison.
+    pub deterministic: bool,
 }
 
 impl Default for TrainConfig {
     /// beta 1e-3, 16 latent dimensions, encoder 256-128, 300 epochs of 64, Adam 2e-3, clip 5,
-    /// 20% of plants for validation, patience 40, seed 0, OOD thresholds at the 99th percentile.
+    /// 20% of plants for validation, patience 40, seed 0, OOD thresholds at the 99th percentile, class-balanced sampling, the VIB (not the deterministic
+    /// baseline).
     fn default() -> Self {
         Self {
             beta: 1e-3,
@@ -40,6 +55,8 @@ impl Default for TrainConfig {
             patience: 40,
             seed: 0,
             ood_percentile: 99.0,
+            class_balance: ClassBalance::Sampling,
+            deterministic: false,
         }
     }
 }

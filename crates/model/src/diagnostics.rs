@@ -6,7 +6,7 @@ use tch::{Kind, Tensor};
 
 use crate::error::{Result, TorchContext};
 use crate::metrics::Metrics;
-use crate::network::{kl_per_dimension, VibNet};
+use crate::network::VibNet;
 
 /// A latent dimension is active when its mean KL exceeds this many nats.
 pub const ACTIVE_DIMENSION_NATS: f64 = 0.01;
@@ -43,11 +43,11 @@ pub(crate) fn diagnose(
     let n = x.size()[0];
     let (probabilities, kl_dims, cross_entropy) = tch::no_grad(|| {
         let (mu, logvar) = net.encode(x);
-        let kl_dims = kl_per_dimension(&mu, &logvar);
+        let kl_dims = net.rate_per_dimension(&mu, &logvar);
         let mut sum = Tensor::zeros([n, classes.len() as i64], (Kind::Float, x.device()));
         let mut cross_entropy = 0.0;
         for _ in 0..z_samples {
-            let logits = net.classify(&VibNet::reparameterise(&mu, &logvar));
+            let logits = net.classify(&net.sample_z(&mu, &logvar));
             cross_entropy += logits.cross_entropy_for_logits(y).double_value(&[]);
             sum += logits.softmax(-1, Kind::Float);
         }

@@ -14,7 +14,7 @@ mod network;
 mod split;
 mod vib;
 
-pub use config::TrainConfig;
+pub use config::{ClassBalance, TrainConfig};
 pub use device::{cuda_available, DeviceChoice};
 pub use diagnostics::{
     auroc, label_entropy_nats, percentile_of, OodThresholds, SetDiagnostics, ACTIVE_DIMENSION_NATS,

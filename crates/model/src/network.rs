@@ -14,6 +14,9 @@ pub struct Architecture {
     pub hidden_dims: Vec<usize>,
     pub latent_dim: usize,
     pub classes: usize,
+    /// The deterministic baseline: z = mu, no sampling, no KL term (and no rate to report).
+    #[serde(default)]
+    pub deterministic: bool,
 }
 
 /// Encoder q(z|x) = N(mu(x), diag(exp(logvar(x)))) and classifier p(y|z).
@@ -23,6 +26,7 @@ pub(crate) struct VibNet {
     head: nn::Linear,
     classifier: nn::Linear,
     latent_dim: i64,
+    deterministic: bool,
 }
 
 impl VibNet {
@@ -58,6 +62,25 @@ impl VibNet {
             head,
             classifier,
             latent_dim,
+            deterministic: arch.deterministic,
+        }
+    }
+
+    /// z for the classifier: a reparameterised sample, or mu itself for the deterministic baseline.
+    pub(crate) fn sample_z(&self, mu: &Tensor, logvar: &Tensor) -> Tensor {
+        if self.deterministic {
+            mu.shallow_clone()
+        } else {
+            Self::reparameterise(mu, logvar)
+        }
+    }
+
+    /// Per-dimension KL [n, latent_dim]; zeros for the deterministic baseline, which has no rate.
+    pub(crate) fn rate_per_dimension(&self, mu: &Tensor, logvar: &Tensor) -> Tensor {
+        if self.deterministic {
+            mu.zeros_like()
+        } else {
+            kl_per_dimension(mu, logvar)
         }
     }
 
@@ -88,6 +111,7 @@ pub(crate) fn kl_per_dimension(mu: &Tensor, logvar: &Tensor) -> Tensor {
 }
 
 /// Summed over latent dimensions: [n], nats.
+#[cfg(test)]
 pub(crate) fn kl_nats(mu: &Tensor, logvar: &Tensor) -> Tensor {
     kl_per_dimension(mu, logvar).sum_dim_intlist(1, false, Kind::Float)
 }
@@ -102,10 +126,13 @@ pub(crate) struct Loss {
 /// `x`: [n, input_dim], `y`: [n] class indices (int64). Returns the loss and the logits [n, classes].
 pub(crate) fn vib_loss(net: &VibNet, x: &Tensor, y: &Tensor, beta: f64) -> (Loss, Tensor) {
     let (mu, logvar) = net.encode(x);
-    let z = VibNet::reparameterise(&mu, &logvar);
+    let z = net.sample_z(&mu, &logvar);
     let logits = net.classify(&z);
     let cross_entropy = logits.cross_entropy_for_logits(y);
-    let kl = kl_nats(&mu, &logvar).mean(Kind::Float);
+    let kl = net
+        .rate_per_dimension(&mu, &logvar)
+        .sum_dim_intlist(1, false, Kind::Float)
+        .mean(Kind::Float);
     let total = &cross_entropy + &kl * beta;
     (
         Loss {
@@ -177,6 +204,7 @@ mod tests {
             hidden_dims: vec![8],
             latent_dim: 3,
             classes: 3,
+            deterministic: false,
         };
         let net = VibNet::new(&vs.root(), &arch);
         let x = Tensor::randn([10, 6], (Kind::Float, tch::Device::Cpu));

@@ -7,11 +7,11 @@ use domain::{ClassSet, Prediction, SpectralAxis, SpectralSamples};
 use tch::nn::OptimizerConfig;
 use tch::{nn, Kind, Tensor};
 
-use crate::config::TrainConfig;
+use crate::config::{ClassBalance, TrainConfig};
 use crate::device::{resolve, DeviceChoice};
 use crate::diagnostics::{diagnose, label_entropy_nats, OodThresholds, SetDiagnostics};
 use crate::error::{Error, Result, TorchContext};
-use crate::network::{kl_nats, kl_per_dimension, vib_loss, Architecture, VibNet};
+use crate::network::{vib_loss, Architecture, VibNet};
 use crate::split::grouped_split;
 
 /// Model file format version; bump when the metadata or tensor names change.
@@ -205,6 +205,7 @@ impl VibModel {
             hidden_dims: config.hidden_dims.clone(),
             latent_dim: config.latent_dim,
             classes: samples.classes.len(),
+            deterministic: config.deterministic,
         };
         let vs = nn::VarStore::new(device);
         let net = VibNet::new(&vs.root(), &architecture);
@@ -213,6 +214,18 @@ impl VibModel {
             .doing("building the optimiser")?;
 
         let n_train = train_idx.len() as i64;
+        let sample_weights = match config.class_balance {
+            ClassBalance::Sampling => {
+                let mut counts = vec![0usize; samples.classes.len()];
+                train_idx.iter().for_each(|&i| counts[targets[i]] += 1);
+                let w: Vec<f64> = train_idx
+                    .iter()
+                    .map(|&i| 1.0 / counts[targets[i]] as f64)
+                    .collect();
+                Some(Tensor::from_slice(&w).to_device(device))
+            }
+            ClassBalance::None => None,
+        };
         let mut history = Vec::new();
         let mut best: Option<(f64, usize, HashMap<String, Tensor>)> = None;
         let mut since_best = 0;
@@ -222,7 +235,11 @@ impl VibModel {
             let lr = config.learning_rate
                 * (0.05 + 0.95 * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()));
             optimizer.set_lr(lr);
-            let order = Tensor::randperm(n_train, (Kind::Int64, device));
+            // Class balance: each class drawn equally often (with replacement), or a plain shuffle.
+            let order = match &sample_weights {
+                Some(w) => w.multinomial(n_train, true),
+                None => Tensor::randperm(n_train, (Kind::Int64, device)),
+            };
             let (mut loss_sum, mut ce_sum, mut kl_sum, mut correct) = (0.0, 0.0, 0.0, 0i64);
             let mut start = 0;
             while start < n_train {
@@ -409,10 +426,14 @@ impl VibModel {
             )?;
             let (probabilities, kl) = tch::no_grad(|| {
                 let (mu, logvar) = self.net.encode(&x);
-                let kl = kl_nats(&mu, &logvar);
+                let kl = self.net.rate_per_dimension(&mu, &logvar).sum_dim_intlist(
+                    1,
+                    false,
+                    Kind::Float,
+                );
                 let mut sum = Tensor::zeros([len as i64, classes as i64], (Kind::Float, device));
                 for _ in 0..z_samples {
-                    let z = VibNet::reparameterise(&mu, &logvar);
+                    let z = self.net.sample_z(&mu, &logvar);
                     sum += self.net.classify(&z).softmax(-1, Kind::Float);
                 }
                 (sum / z_samples as f64, kl)
@@ -428,26 +449,6 @@ impl VibModel {
             }
         }
         Ok(out)
-    }
-
-    /// Mean KL per latent dimension over the given spectra (on the model's wavelengths), nats.
-    pub fn kl_per_dimension(&self, spectra: &[f32], n: usize) -> Result<Vec<f64>> {
-        let bands = self.card.axis.len();
-        if spectra.len() != n * bands || n == 0 {
-            return Err(Error::Input(format!(
-                "{} values for {n} spectra of {bands} bands",
-                spectra.len()
-            )));
-        }
-        let standardised = standardise(spectra, &self.card.input_mean, &self.card.input_std);
-        let x = tensor_2d(&standardised, n, bands, self.vs.device())?;
-        let per_dim = tch::no_grad(|| {
-            let (mu, logvar) = self.net.encode(&x);
-            kl_per_dimension(&mu, &logvar).mean_dim(0, false, Kind::Float)
-        });
-        let values: Vec<f32> =
-            Vec::try_from(per_dim.to_device(tch::Device::Cpu)).doing("copying KL")?;
-        Ok(values.into_iter().map(f64::from).collect())
     }
 
     fn to_bytes(&self) -> Result<Vec<u8>> {
@@ -847,6 +848,44 @@ mod tests {
         );
         // So the I(Z;Y) lower bound H(Y) - CE agrees too.
         assert!(h_y - cross_entropy > 0.0);
+    }
+
+    #[test]
+    fn deterministic_baseline_has_no_rate() {
+        let samples = toy_samples(4);
+        let config = TrainConfig {
+            deterministic: true,
+            ..quick_config()
+        };
+        let (model, history) = VibModel::train(
+            &samples,
+            &config,
+            DeviceChoice::Cpu,
+            vec![],
+            "pixel",
+            |_| {},
+        )
+        .unwrap();
+        assert!(history
+            .iter()
+            .all(|e| e.kl_nats == 0.0 && (e.loss - e.cross_entropy_nats).abs() < 1e-9));
+        assert!(model.card().architecture.deterministic);
+        assert!(model.card().training.train.accuracy > 0.95);
+        let p = model
+            .predict(&samples.spectra, samples.len(), 12, 0)
+            .unwrap();
+        assert!(p.iter().all(|p| p.kl_nats == 0.0));
+        // One sample or twelve: z = mu, so the same probabilities (up to float rounding of the mean).
+        let single = model
+            .predict(&samples.spectra, samples.len(), 1, 0)
+            .unwrap();
+        for (a, b) in single.iter().zip(&p) {
+            assert!(a
+                .probabilities
+                .iter()
+                .zip(&b.probabilities)
+                .all(|(x, y)| (x - y).abs() < 1e-6));
+        }
     }
 
     #[test]

@@ -133,6 +133,10 @@ pub struct TrainArgs {
     pub epochs: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Train the same network without the bottleneck (z = mu, no sampling, no KL): the baseline
+    /// to compare the VIB against. Its predictions carry no rate (KL 0).
+    #[arg(long)]
+    pub deterministic: bool,
     /// Replace the output if it exists.
     #[arg(long)]
     pub overwrite: bool,

@@ -21,6 +21,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         latent_dim: args.latent_dim,
         epochs: args.epochs,
         seed: args.seed,
+        deterministic: args.deterministic,
         ..TrainConfig::default()
     };
     let unit = labelled::unit_name(&args.samples, args.unit);
