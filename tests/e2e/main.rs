@@ -569,6 +569,7 @@ fn train_and_evaluate_from_a_spectral_table() {
     let table = dir.path().join("library.csv");
     library_table(&table);
     let model = dir.path().join("library.safetensors");
+    // With a preprocessing chain, which the model file must carry to evaluate.
     let stdout = ok(&[
         "train",
         "--spectra",
@@ -581,6 +582,11 @@ fn train_and_evaluate_from_a_spectral_table() {
         "60",
         "--out",
         s(&model),
+        "--band-range-nm",
+        "400,2400",
+        "--savgol",
+        "11,2,0",
+        "--snv",
     ]);
     assert!(stdout.contains("unit             row"), "{stdout}");
     let metrics = dir.path().join("m.json");

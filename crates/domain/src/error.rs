@@ -17,6 +17,9 @@ pub enum Error {
     /// A spectrum whose length is not the band count of its axis.
     #[error("spectrum has {got} values, the spectral axis has {expected} bands")]
     LengthMismatch { expected: usize, got: usize },
+    /// A preprocessing chain that cannot apply.
+    #[error("invalid preprocessing: {0}")]
+    InvalidPreprocessing(String),
     /// Class codes or names that repeat.
     #[error("invalid class set: {0}")]
     InvalidClasses(String),

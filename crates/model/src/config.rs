@@ -36,6 +36,8 @@ pub struct TrainConfig {
     pub class_balance: ClassBalance,
     /// Train the same network without the bottleneck (z = mu, no KL), for comparison.
     pub deterministic: bool,
+    /// Spectral preprocessing, applied the same way at prediction (stored in the model).
+    pub preprocessing: domain::Preprocessing,
 }
 
 impl Default for TrainConfig {
@@ -57,6 +59,7 @@ impl Default for TrainConfig {
             ood_percentile: 99.0,
             class_balance: ClassBalance::Sampling,
             deterministic: false,
+            preprocessing: domain::Preprocessing::default(),
         }
     }
 }

@@ -159,17 +159,31 @@ impl VibModel {
             config.validation_fraction,
             config.seed,
         );
-        // Standardisation from training samples only.
-        let mut mean = vec![0f64; bands];
+        // The preprocessing chain, then standardisation from training samples only.
+        let preprocessor = config
+            .preprocessing
+            .for_axis(&samples.axis)
+            .map_err(|e| Error::Config(e.to_string()))?;
+        let features = preprocessor.output_len();
+        let mut preprocessed = Vec::with_capacity(n * features);
+        for i in 0..n {
+            preprocessed.extend(
+                preprocessor
+                    .apply(samples.spectrum(i))
+                    .map_err(|e| Error::Data(e.to_string()))?,
+            );
+        }
+        let feature = |i: usize| &preprocessed[i * features..(i + 1) * features];
+        let mut mean = vec![0f64; features];
         for &i in &train_idx {
-            for (m, &v) in mean.iter_mut().zip(samples.spectrum(i)) {
+            for (m, &v) in mean.iter_mut().zip(feature(i)) {
                 *m += v as f64;
             }
         }
         mean.iter_mut().for_each(|m| *m /= train_idx.len() as f64);
-        let mut var = vec![0f64; bands];
+        let mut var = vec![0f64; features];
         for &i in &train_idx {
-            for ((s, &v), m) in var.iter_mut().zip(samples.spectrum(i)).zip(&mean) {
+            for ((s, &v), m) in var.iter_mut().zip(feature(i)).zip(&mean) {
                 *s += (v as f64 - m).powi(2);
             }
         }
@@ -182,12 +196,12 @@ impl VibModel {
         let gather = |idx: &[usize]| -> Result<(Tensor, Tensor)> {
             let raw: Vec<f32> = idx
                 .iter()
-                .flat_map(|&i| samples.spectrum(i).iter().copied())
+                .flat_map(|&i| feature(i).iter().copied())
                 .collect();
             let x = standardise(&raw, &input_mean, &input_std);
             let y: Vec<i64> = idx.iter().map(|&i| targets[i] as i64).collect();
             Ok((
-                tensor_2d(&x, idx.len(), bands, device)?,
+                tensor_2d(&x, idx.len(), features, device)?,
                 Tensor::from_slice(&y).to_device(device),
             ))
         };
@@ -201,7 +215,7 @@ impl VibModel {
         let _seeded = seeded_lock();
         tch::manual_seed(config.seed as i64);
         let architecture = Architecture {
-            input_dim: bands,
+            input_dim: features,
             hidden_dims: config.hidden_dims.clone(),
             latent_dim: config.latent_dim,
             classes: samples.classes.len(),
@@ -412,16 +426,31 @@ impl VibModel {
         let device = self.vs.device();
         let _seeded = seeded_lock();
         tch::manual_seed(seed as i64);
-        let standardised = standardise(spectra, &self.card.input_mean, &self.card.input_std);
+        let preprocessor = self
+            .card
+            .train_config
+            .preprocessing
+            .for_axis(&self.card.axis)
+            .map_err(|e| Error::Config(e.to_string()))?;
+        let features = preprocessor.output_len();
+        let mut preprocessed = Vec::with_capacity(n * features);
+        for spectrum in spectra.chunks(bands) {
+            preprocessed.extend(
+                preprocessor
+                    .apply(spectrum)
+                    .map_err(|e| Error::Input(e.to_string()))?,
+            );
+        }
+        let standardised = standardise(&preprocessed, &self.card.input_mean, &self.card.input_std);
         const BATCH: usize = 4096;
         let classes = self.card.classes.len();
         let mut out = Vec::with_capacity(n);
         for start in (0..n).step_by(BATCH) {
             let len = BATCH.min(n - start);
             let x = tensor_2d(
-                &standardised[start * bands..(start + len) * bands],
+                &standardised[start * features..(start + len) * features],
                 len,
-                bands,
+                features,
                 device,
             )?;
             let (probabilities, kl) = tch::no_grad(|| {
@@ -600,13 +629,18 @@ fn card_from_bytes(path: &Path, bytes: &[u8]) -> Result<ModelCard> {
             card.format_version
         )));
     }
-    let bands = card.axis.len();
-    if card.input_mean.len() != bands
-        || card.input_std.len() != bands
-        || card.architecture.input_dim != bands
+    let features = card
+        .train_config
+        .preprocessing
+        .for_axis(&card.axis)
+        .map_err(|e| format(format!("preprocessing: {e}")))?
+        .output_len();
+    if card.input_mean.len() != features
+        || card.input_std.len() != features
+        || card.architecture.input_dim != features
     {
         return Err(format(
-            "standardisation or input size does not match the wavelengths".into(),
+            "standardisation or input size does not match the preprocessed wavelengths".into(),
         ));
     }
     if card.architecture.classes != card.classes.len() {
@@ -886,6 +920,59 @@ mod tests {
                 .zip(&b.probabilities)
                 .all(|(x, y)| (x - y).abs() < 1e-6));
         }
+    }
+
+    #[test]
+    fn preprocessing_is_stored_and_reapplied() {
+        let samples = toy_samples(6);
+        let preprocessing = domain::Preprocessing {
+            band_range_nm: Some((420.0, 1000.0)),
+            savitzky_golay: Some(domain::SavitzkyGolay {
+                window: 5,
+                order: 2,
+                derivative: 0,
+            }),
+            snv: true,
+            ..Default::default()
+        };
+        let config = TrainConfig {
+            preprocessing: preprocessing.clone(),
+            ..quick_config()
+        };
+        let (model, _) = VibModel::train(
+            &samples,
+            &config,
+            DeviceChoice::Cpu,
+            vec![],
+            "pixel",
+            |_| {},
+        )
+        .unwrap();
+        assert_eq!(
+            model.card().architecture.input_dim,
+            11,
+            "band 400 nm dropped"
+        );
+        assert_eq!(model.card().train_config.preprocessing, preprocessing);
+        let predictions = model
+            .predict(&samples.spectra, samples.len(), 12, 0)
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.safetensors");
+        model.save(&path).unwrap();
+        let loaded = VibModel::load(&path, DeviceChoice::Cpu).unwrap();
+        assert_eq!(
+            loaded
+                .predict(&samples.spectra, samples.len(), 12, 0)
+                .unwrap(),
+            predictions
+        );
+        let correct = predictions
+            .iter()
+            .zip(&samples.label_codes)
+            .filter(|(p, &c)| model.card().classes.get(p.predicted_index).unwrap().code == c)
+            .count();
+        assert!(correct as f64 / samples.len() as f64 > 0.9, "{correct}");
     }
 
     #[test]

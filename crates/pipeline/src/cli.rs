@@ -89,6 +89,27 @@ pub enum Unit {
     Pixel,
 }
 
+/// Spectral preprocessing, stored in the model and applied identically at prediction; in this
+/// order: band selection, continuum removal, Savitzky-Golay, SNV.
+#[derive(Debug, Clone, Args)]
+pub struct PreprocessArgs {
+    /// Keep only bands within MIN,MAX nm.
+    #[arg(long, value_delimiter = ',', value_name = "MIN,MAX")]
+    pub band_range_nm: Option<Vec<f64>>,
+    /// Drop the water-vapour absorption bands (1340-1460 and 1790-1960 nm).
+    #[arg(long)]
+    pub exclude_water_bands: bool,
+    /// Divide each spectrum by its upper convex hull.
+    #[arg(long)]
+    pub continuum_removal: bool,
+    /// Savitzky-Golay filter WINDOW,ORDER,DERIVATIVE (e.g. 11,2,1 for a smoothed first derivative).
+    #[arg(long, value_delimiter = ',', value_name = "WINDOW,ORDER,DERIVATIVE")]
+    pub savgol: Option<Vec<usize>>,
+    /// Standard normal variate: each spectrum centred and scaled by its own mean and deviation.
+    #[arg(long)]
+    pub snv: bool,
+}
+
 /// Where labelled spectra come from: cubes with label rasters, or spectral tables.
 #[derive(Debug, Clone, Args)]
 pub struct SamplesArgs {
@@ -133,6 +154,8 @@ pub struct TrainArgs {
     pub epochs: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    #[command(flatten)]
+    pub preprocess: PreprocessArgs,
     /// Train the same network without the bottleneck (z = mu, no sampling, no KL): the baseline
     /// to compare the VIB against. Its predictions carry no rate (KL 0).
     #[arg(long)]
@@ -218,6 +241,8 @@ pub struct SweepArgs {
     /// One seed for every beta: same split, same initialisation.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    #[command(flatten)]
+    pub preprocess: PreprocessArgs,
     /// Replace outputs already in the folder.
     #[arg(long)]
     pub overwrite: bool,

@@ -9,7 +9,7 @@ pub(crate) mod train;
 
 use anyhow::{Context, Result};
 
-use crate::cli::{Command, DeviceArgs};
+use crate::cli::{Command, DeviceArgs, PreprocessArgs};
 
 pub fn dispatch(command: Command) -> Result<()> {
     match command {
@@ -19,6 +19,30 @@ pub fn dispatch(command: Command) -> Result<()> {
         Command::Sweep(args) => sweep::run(args),
         Command::Synth(args) => synth::run(args),
     }
+}
+
+fn preprocessing(args: &PreprocessArgs) -> Result<domain::Preprocessing> {
+    let band_range_nm = match args.band_range_nm.as_deref() {
+        Some(&[lo, hi]) if lo < hi => Some((lo, hi)),
+        Some(range) => anyhow::bail!("--band-range-nm: {range:?} is not MIN,MAX with MIN < MAX"),
+        None => None,
+    };
+    let savitzky_golay = match args.savgol.as_deref() {
+        Some(&[window, order, derivative]) => Some(domain::SavitzkyGolay {
+            window,
+            order,
+            derivative,
+        }),
+        Some(other) => anyhow::bail!("--savgol: {other:?} is not WINDOW,ORDER,DERIVATIVE"),
+        None => None,
+    };
+    Ok(domain::Preprocessing {
+        band_range_nm,
+        exclude_water_bands: args.exclude_water_bands,
+        continuum_removal: args.continuum_removal,
+        savitzky_golay,
+        snv: args.snv,
+    })
 }
 
 fn device(args: &DeviceArgs) -> Result<model::DeviceChoice> {

@@ -5,7 +5,7 @@ use model::{TrainConfig, VibModel};
 use report::{SweepPoint, Table, Values};
 
 use super::train::{history_path, write_history};
-use super::{device, labelled};
+use super::{device, labelled, preprocessing};
 use crate::cli::SweepArgs;
 use crate::output::{check_writable, write_atomically};
 
@@ -41,6 +41,7 @@ pub fn run(args: SweepArgs) -> Result<()> {
         check_writable(&args.out.join(name), args.overwrite)?;
     }
     let device = device(&args.device)?;
+    let preprocessing = preprocessing(&args.preprocess)?;
     let samples = labelled::collect(&args.samples, args.unit)?;
     let unit = labelled::unit_name(&args.samples, args.unit);
     let sources: Vec<String> = labelled::source_names(&args.samples);
@@ -52,6 +53,7 @@ pub fn run(args: SweepArgs) -> Result<()> {
             latent_dim: args.latent_dim,
             epochs: args.epochs,
             seed: args.seed,
+            preprocessing: preprocessing.clone(),
             ..TrainConfig::default()
         };
         let (model, history) =

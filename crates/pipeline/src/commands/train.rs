@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use model::{EpochRecord, TrainConfig, VibModel};
 use report::{Table, Values};
 
-use super::{device, labelled};
+use super::{device, labelled, preprocessing};
 use crate::cli::TrainArgs;
 use crate::output::check_writable;
 
@@ -22,6 +22,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         epochs: args.epochs,
         seed: args.seed,
         deterministic: args.deterministic,
+        preprocessing: preprocessing(&args.preprocess)?,
         ..TrainConfig::default()
     };
     let unit = labelled::unit_name(&args.samples, args.unit);
