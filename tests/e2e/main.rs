@@ -623,3 +623,55 @@ fn train_and_evaluate_from_a_spectral_table() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no column 'disease'"));
 }
+
+/// The library's measured soils as a table of out-of-distribution spectra (no label column).
+fn soil_table(path: &Path) {
+    let raw = std::fs::read(root().join("crates/synth/library/soil.img")).unwrap();
+    let n = 200;
+    let bands: Vec<usize> = (0..2101).step_by(10).collect();
+    let mut text = format!(
+        "name,{}\n",
+        bands
+            .iter()
+            .map(|b| (400 + b).to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    for i in 0..n {
+        let values: Vec<String> = bands
+            .iter()
+            .map(|&b| {
+                let at = 4 * (b * n + i);
+                format!(
+                    "{:.5}",
+                    f32::from_le_bytes(raw[at..at + 4].try_into().unwrap())
+                )
+            })
+            .collect();
+        text.push_str(&format!("soil{i},{}\n", values.join(",")));
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+#[test]
+fn measured_soils_cost_more_nats_than_plants() {
+    let dir = tempfile::tempdir().unwrap();
+    let soils = dir.path().join("soils.csv");
+    soil_table(&soils);
+    let metrics = dir.path().join("m.json");
+    ok(&[
+        "evaluate",
+        "--cube",
+        s(&sample("field-b.hdr")),
+        "--labels",
+        s(&sample("field-b-labels.hdr")),
+        "--metrics",
+        s(&metrics),
+        "--ood-spectra",
+        s(&soils),
+    ]);
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&metrics).unwrap()).unwrap();
+    assert_eq!(m["ood"]["n_ood_spectra"], 200);
+    assert!(m["ood"]["auroc_kl"].as_f64().unwrap() > 0.9, "{}", m["ood"]);
+}

@@ -189,6 +189,10 @@ pub struct EvaluateArgs {
     /// every pixel is).
     #[arg(long)]
     pub ood_labels: Vec<PathBuf>,
+    /// A spectral table of out-of-distribution spectra (CSV or Parquet, band columns named by
+    /// wavelength in nm; other columns ignored); repeatable.
+    #[arg(long)]
+    pub ood_spectra: Vec<PathBuf>,
     /// At most this many out-of-distribution pixels per cube (evenly strided).
     #[arg(long, default_value_t = 20000)]
     pub ood_max_pixels: usize,

@@ -35,10 +35,10 @@ fn wavelength_of(name: &str) -> Option<f64> {
         .filter(|w| w.is_finite() && *w > 0.0)
 }
 
-/// Read a spectral table; `.parquet` by Parquet, anything else as CSV (comma-separated, header row).
+/// Read a spectral table (labels empty when `label_column` is `None`); `.parquet` by Parquet, anything else as CSV (comma-separated, header row).
 pub fn read_spectral_table(
     path: &Path,
-    label_column: &str,
+    label_column: Option<&str>,
     group_column: Option<&str>,
 ) -> Result<SpectralTable> {
     let is_parquet = path
@@ -58,12 +58,12 @@ pub fn read_spectral_table(
             )
         })
     };
-    let label_index = find(label_column)?;
+    let label_index = label_column.map(find).transpose()?;
     let group_index = group_column.map(find).transpose()?;
     let band_columns: Vec<(usize, f64)> = names
         .iter()
         .enumerate()
-        .filter(|(i, _)| *i != label_index && Some(*i) != group_index)
+        .filter(|(i, _)| Some(*i) != label_index && Some(*i) != group_index)
         .filter_map(|(i, n)| wavelength_of(n).map(|w| (i, w)))
         .collect();
     if band_columns.len() < 2 {
@@ -75,7 +75,7 @@ pub fn read_spectral_table(
             ),
         ));
     }
-    let rows = columns[label_index].len();
+    let rows = columns[band_columns[0].0].len();
     if rows == 0 {
         return Err(invalid(path, "no rows"));
     }
@@ -100,14 +100,17 @@ pub fn read_spectral_table(
             spectra[row * band_columns.len() + b] = value as f32;
         }
     }
-    let labels: Vec<String> = columns[label_index]
-        .iter()
-        .map(|s| s.trim().to_string())
-        .collect();
-    if let Some(row) = labels.iter().position(String::is_empty) {
+    let labels: Vec<String> = match label_index {
+        Some(index) => columns[index]
+            .iter()
+            .map(|s| s.trim().to_string())
+            .collect(),
+        None => vec![String::new(); rows],
+    };
+    if let (Some(column), Some(row)) = (label_column, labels.iter().position(String::is_empty)) {
         return Err(invalid(
             path,
-            format!("row {}: empty label in column '{label_column}'", row + 1),
+            format!("row {}: empty label in column '{column}'", row + 1),
         ));
     }
     Ok(SpectralTable {
@@ -233,12 +236,12 @@ mod tests {
             "id,disease,505,515.5,note,plant\n1,rust,0.1,0.2,\"a, b\",p1\n2,healthy,0.3,0.4,x,p2\n",
         )
         .unwrap();
-        let table = read_spectral_table(&path, "disease", Some("plant")).unwrap();
+        let table = read_spectral_table(&path, Some("disease"), Some("plant")).unwrap();
         assert_eq!(table.wavelength_nm, vec![505.0, 515.5]);
         assert_eq!(table.spectra, vec![0.1, 0.2, 0.3, 0.4]);
         assert_eq!(table.labels, vec!["rust", "healthy"]);
         assert_eq!(table.groups, Some(vec!["p1".into(), "p2".into()]));
-        let err = read_spectral_table(&path, "class", None)
+        let err = read_spectral_table(&path, Some("class"), None)
             .unwrap_err()
             .to_string();
         assert!(
@@ -246,7 +249,7 @@ mod tests {
             "{err}"
         );
         std::fs::write(&path, "label,505,515\nrust,0.1,abc\n").unwrap();
-        let err = read_spectral_table(&path, "label", None)
+        let err = read_spectral_table(&path, Some("label"), None)
             .unwrap_err()
             .to_string();
         assert!(err.contains("row 1") && err.contains("'abc'"), "{err}");

@@ -47,7 +47,7 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
         .context("predicting")?;
     let metrics = Metrics::compute(&card.classes, &truth, &predictions);
     let mut json = serde_json::to_value(&metrics)?;
-    let ood = if args.ood_cube.is_empty() {
+    let ood = if args.ood_cube.is_empty() && args.ood_spectra.is_empty() {
         None
     } else {
         Some(ood_report(&args, &model, &predictions)?)
@@ -121,7 +121,7 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
 /// How well the model's KL and entropy tell out-of-distribution spectra from the evaluation samples.
 #[derive(Debug, serde::Serialize)]
 struct OodReport {
-    cubes: Vec<String>,
+    sources: Vec<String>,
     n_ood_spectra: usize,
     n_in_distribution: usize,
     auroc_kl: f64,
@@ -183,8 +183,30 @@ fn ood_report(
                 .context("predicting OOD spectra")?,
         );
     }
+    for path in &args.ood_spectra {
+        let table = report::read_spectral_table(path, None, None)
+            .with_context(|| format!("reading OOD spectra {}", path.display()))?;
+        let axis = domain::SpectralAxis::new(table.wavelength_nm.clone(), None)
+            .with_context(|| format!("{}: band columns", path.display()))?;
+        let resampler = axis.resampler_to(&card.axis).with_context(|| {
+            format!(
+                "{}: the table's bands cannot feed the model",
+                path.display()
+            )
+        })?;
+        let n = table.labels.len();
+        let mut resampled = Vec::with_capacity(n * card.axis.len());
+        for spectrum in table.spectra.chunks(axis.len()) {
+            resampled.extend(resampler.apply(spectrum)?);
+        }
+        outside.extend(
+            model
+                .predict(&resampled, n, args.z_samples, 1)
+                .context("predicting OOD spectra")?,
+        );
+    }
     if outside.is_empty() {
-        bail!("the OOD cubes gave no spectra");
+        bail!("the OOD cubes and tables gave no spectra");
     }
     let kl = |p: &[domain::Prediction]| p.iter().map(|p| p.kl_nats).collect::<Vec<_>>();
     let entropy = |p: &[domain::Prediction]| p.iter().map(|p| p.entropy_nats).collect::<Vec<_>>();
@@ -193,9 +215,10 @@ fn ood_report(
         p.iter().filter(|p| p.ood).count() as f64 / p.len().max(1) as f64
     };
     Ok(OodReport {
-        cubes: args
+        sources: args
             .ood_cube
             .iter()
+            .chain(&args.ood_spectra)
             .map(|c| c.display().to_string())
             .collect(),
         n_ood_spectra: outside.len(),

@@ -66,7 +66,7 @@ fn collect_tables(
 ) -> Result<SpectralSamples> {
     let mut tables = Vec::new();
     for path in paths {
-        let table = report::read_spectral_table(path, label_column, group_column)
+        let table = report::read_spectral_table(path, Some(label_column), group_column)
             .with_context(|| format!("reading spectral table {}", path.display()))?;
         let axis = SpectralAxis::new(table.wavelength_nm.clone(), None)
             .with_context(|| format!("{}: band columns", path.display()))?;
