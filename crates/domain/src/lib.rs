@@ -19,4 +19,4 @@ pub use prediction::{entropy_nats, Prediction, PredictionTable};
 pub use preprocess::{Preprocessing, Preprocessor, SavitzkyGolay, WATER_BANDS_NM};
 pub use raster::{GeoReference, Interleave, LabelRaster, RasterCube};
 pub use samples::{SampleUnit, SpectralSamples};
-pub use spectral_axis::{LinearResampler, SpectralAxis};
+pub use spectral_axis::{Resampler, SpectralAxis};

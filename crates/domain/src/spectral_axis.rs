@@ -88,10 +88,15 @@ impl SpectralAxis {
         target_lo >= lo - 1e-9 && target_hi <= hi + 1e-9
     }
 
-    /// A resampler from this axis to `target` by linear interpolation between the two nearest
-    /// source bands (sorted by wavelength, so unsorted axes work). Never extrapolates: a target band
-    /// outside this axis's range is an error.
-    pub fn resampler_to(&self, target: &SpectralAxis) -> Result<LinearResampler, Error> {
+    /// A resampler from this axis to `target`. Never extrapolates: a target band centre outside
+    /// this axis's range is an error.
+    ///
+    /// When `target` gives each band's FWHM and this axis samples finer than half of it, each target
+    /// band is the Gaussian spectral response of that FWHM over these bands (cut at 3 sigma and at
+    /// this axis's ends, weights scaled by band spacing and normalised): what the target sensor would
+    /// have measured. Otherwise, linear interpolation between the two nearest bands (by wavelength,
+    /// so unsorted axes work).
+    pub fn resampler_to(&self, target: &SpectralAxis) -> Result<Resampler, Error> {
         let (lo, hi) = self.range_nm();
         let (target_lo, target_hi) = target.range_nm();
         if !self.covers(target) {
@@ -104,37 +109,96 @@ impl SpectralAxis {
         }
         let mut order: Vec<usize> = (0..self.len()).collect();
         order.sort_by(|&a, &b| self.wavelength_nm[a].total_cmp(&self.wavelength_nm[b]));
+        let sorted_nm: Vec<f64> = order.iter().map(|&i| self.wavelength_nm[i]).collect();
+        let mut spacings: Vec<f64> = sorted_nm
+            .windows(2)
+            .map(|w| w[1] - w[0])
+            .filter(|d| *d > 0.0)
+            .collect();
+        spacings.sort_by(f64::total_cmp);
+        let median_spacing = spacings
+            .get(spacings.len() / 2)
+            .copied()
+            .unwrap_or(f64::INFINITY);
         let weights = target
             .wavelength_nm
             .iter()
-            .map(|&t| {
-                // First sorted position whose wavelength is >= t.
-                let upper = order.partition_point(|&i| self.wavelength_nm[i] < t);
-                if upper < order.len() && (self.wavelength_nm[order[upper]] - t).abs() < 1e-9 {
-                    return (order[upper], order[upper], 1.0);
+            .enumerate()
+            .map(|(t, &centre)| {
+                let fwhm = target.fwhm_nm.as_ref().map(|f| f[t]).filter(|f| *f > 0.0);
+                match fwhm {
+                    Some(fwhm) if median_spacing < fwhm / 2.0 => {
+                        gaussian_weights(&order, &sorted_nm, centre, fwhm)
+                    }
+                    _ => linear_weights(&order, &sorted_nm, centre),
                 }
-                let (a, b) = (order[upper - 1], order[upper]);
-                let (wa, wb) = (self.wavelength_nm[a], self.wavelength_nm[b]);
-                let fraction = if wb > wa { (t - wa) / (wb - wa) } else { 0.0 };
-                (a, b, 1.0 - fraction)
             })
             .collect();
-        Ok(LinearResampler {
+        Ok(Resampler {
             source_bands: self.len(),
             weights,
         })
     }
 }
 
-/// Maps spectra from one band set to another; see [`SpectralAxis::resampler_to`].
-#[derive(Debug, Clone)]
-pub struct LinearResampler {
-    source_bands: usize,
-    /// Per target band: (source band a, source band b, weight of a); b gets 1 - weight.
-    weights: Vec<(usize, usize, f64)>,
+fn linear_weights(order: &[usize], sorted_nm: &[f64], t: f64) -> Vec<(usize, f64)> {
+    // First sorted position whose wavelength is >= t.
+    let upper = sorted_nm.partition_point(|&w| w < t);
+    if upper < sorted_nm.len() && (sorted_nm[upper] - t).abs() < 1e-9 {
+        return vec![(order[upper], 1.0)];
+    }
+    let (wa, wb) = (sorted_nm[upper - 1], sorted_nm[upper]);
+    let fraction = if wb > wa { (t - wa) / (wb - wa) } else { 0.0 };
+    vec![(order[upper - 1], 1.0 - fraction), (order[upper], fraction)]
 }
 
-impl LinearResampler {
+fn gaussian_weights(
+    order: &[usize],
+    sorted_nm: &[f64],
+    centre: f64,
+    fwhm: f64,
+) -> Vec<(usize, f64)> {
+    let sigma = fwhm / (8.0 * 2f64.ln()).sqrt();
+    let first = sorted_nm.partition_point(|&w| w < centre - 3.0 * sigma);
+    let last = sorted_nm.partition_point(|&w| w <= centre + 3.0 * sigma);
+    let n = sorted_nm.len();
+    let mut weights: Vec<(usize, f64)> = (first..last)
+        .map(|k| {
+            // Width of the wavelength interval this band stands for (half-way to its neighbours).
+            let left = if k > 0 {
+                (sorted_nm[k] - sorted_nm[k - 1]) / 2.0
+            } else {
+                0.0
+            };
+            let right = if k + 1 < n {
+                (sorted_nm[k + 1] - sorted_nm[k]) / 2.0
+            } else {
+                0.0
+            };
+            let width = (left + right).max(1e-9);
+            (
+                order[k],
+                (-0.5 * ((sorted_nm[k] - centre) / sigma).powi(2)).exp() * width,
+            )
+        })
+        .collect();
+    let total: f64 = weights.iter().map(|(_, w)| w).sum();
+    if weights.is_empty() || total <= 0.0 {
+        return linear_weights(order, sorted_nm, centre);
+    }
+    weights.iter_mut().for_each(|(_, w)| *w /= total);
+    weights
+}
+
+/// Maps spectra from one band set to another; see [`SpectralAxis::resampler_to`].
+#[derive(Debug, Clone)]
+pub struct Resampler {
+    source_bands: usize,
+    /// Per target band: (source band, weight) pairs summing to 1.
+    weights: Vec<Vec<(usize, f64)>>,
+}
+
+impl Resampler {
     /// Whether the mapping is the identity (same bands, same order).
     pub fn is_identity(&self) -> bool {
         self.weights.len() == self.source_bands
@@ -142,7 +206,7 @@ impl LinearResampler {
                 .weights
                 .iter()
                 .enumerate()
-                .all(|(i, &(a, b, w))| a == i && b == i && w == 1.0)
+                .all(|(i, w)| w.as_slice() == [(i, 1.0)])
     }
 
     /// Resample one spectrum.
@@ -156,7 +220,7 @@ impl LinearResampler {
         Ok(self
             .weights
             .iter()
-            .map(|&(a, b, w)| (w * spectrum[a] as f64 + (1.0 - w) * spectrum[b] as f64) as f32)
+            .map(|w| w.iter().map(|&(b, x)| x * spectrum[b] as f64).sum::<f64>() as f32)
             .collect())
     }
 }
@@ -180,6 +244,29 @@ mod tests {
         let target = SpectralAxis::new(vec![450.0, 650.0], None).unwrap();
         let err = source.resampler_to(&target).unwrap_err();
         assert!(err.to_string().contains("do not cover"), "{err}");
+    }
+
+    #[test]
+    fn gaussian_response_when_fwhm_is_known() {
+        // 1 nm source, a 10 nm-FWHM target band: a linear spectrum keeps its centre value; a
+        // narrow spike is spread out.
+        let source = SpectralAxis::new((400..=700).map(f64::from).collect(), None).unwrap();
+        let target = SpectralAxis::new(vec![550.0], Some(vec![10.0])).unwrap();
+        let r = source.resampler_to(&target).unwrap();
+        let linear: Vec<f32> = (400..=700).map(|w| w as f32 / 1000.0).collect();
+        assert!((r.apply(&linear).unwrap()[0] - 0.55).abs() < 1e-6);
+        let mut spike = vec![0f32; 301];
+        spike[150] = 1.0;
+        let sigma = 10.0 / (8.0 * 2f64.ln()).sqrt();
+        let peak = r.apply(&spike).unwrap()[0] as f64;
+        let expected = 1.0 / (sigma * (2.0 * std::f64::consts::PI).sqrt());
+        assert!((peak - expected).abs() < 1e-3, "{peak} vs {expected}");
+        // Coarse source (20 nm) for a 10 nm band: linear interpolation instead.
+        let coarse =
+            SpectralAxis::new((0..16).map(|i| 400.0 + 20.0 * i as f64).collect(), None).unwrap();
+        let r = coarse.resampler_to(&target).unwrap();
+        let values: Vec<f32> = (0..16).map(|i| i as f32).collect();
+        assert!((r.apply(&values).unwrap()[0] - 7.5).abs() < 1e-6);
     }
 
     proptest! {
