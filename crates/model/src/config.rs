@@ -17,6 +17,8 @@ pub struct TrainConfig {
     pub beta: f64,
     /// Dimensions of z.
     pub latent_dim: usize,
+    /// The encoder's first stage: fully connected or convolutional.
+    pub encoder: crate::EncoderKind,
     /// Widths of the encoder's hidden layers.
     pub hidden_dims: Vec<usize>,
     /// Passes over the training set (an upper bound when early stopping is on).
@@ -48,6 +50,7 @@ impl Default for TrainConfig {
         Self {
             beta: 1e-3,
             latent_dim: 16,
+            encoder: crate::EncoderKind::Mlp,
             hidden_dims: vec![256, 128],
             epochs: 300,
             batch_size: 64,

@@ -21,5 +21,5 @@ pub use diagnostics::{
 };
 pub use error::{Error, Result};
 pub use metrics::{ClassMetrics, Metrics};
-pub use network::Architecture;
+pub use network::{Architecture, EncoderKind};
 pub use vib::{EpochRecord, ModelCard, TrainingSummary, VibModel, FORMAT_VERSION};

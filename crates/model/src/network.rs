@@ -1,4 +1,5 @@
-//! The VIB network: MLP encoder to (mu, logvar), reparameterised z, linear classifier on z.
+//! The VIB network: an encoder (MLP, or 1D convolutions along the spectrum followed by the MLP) to
+//! (mu, logvar), reparameterised z, linear classifier on z.
 
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
@@ -7,9 +8,23 @@ use tch::{Kind, Tensor};
 pub(crate) const LOGVAR_MIN: f64 = -12.0;
 pub(crate) const LOGVAR_MAX: f64 = 8.0;
 
+/// The encoder's first stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EncoderKind {
+    /// Fully connected layers on the whole spectrum.
+    #[default]
+    Mlp,
+    /// Two 1D convolutions along the bands (16 filters of 7, 32 of 5, each with ReLU and max-pool
+    /// by 2), flattened into the fully connected layers: local spectral shapes, fewer weights.
+    Conv,
+}
+
 /// Architecture, stored in the model file.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Architecture {
+    #[serde(default)]
+    pub encoder: EncoderKind,
     pub input_dim: usize,
     pub hidden_dims: Vec<usize>,
     pub latent_dim: usize,
@@ -33,6 +48,29 @@ impl VibNet {
     pub(crate) fn new(root: &nn::Path, arch: &Architecture) -> Self {
         let mut encoder = nn::seq();
         let mut width = arch.input_dim as i64;
+        if arch.encoder == EncoderKind::Conv {
+            let conv = |name: &str, c_in, c_out, k| {
+                nn::conv1d(
+                    root / name,
+                    c_in,
+                    c_out,
+                    k,
+                    nn::ConvConfig {
+                        padding: k / 2,
+                        ..Default::default()
+                    },
+                )
+            };
+            let bands = width;
+            encoder = encoder
+                .add_fn(move |x| x.view([-1, 1, bands]))
+                .add(conv("conv0", 1, 16, 7))
+                .add_fn(|x| x.relu().max_pool1d(2, 2, 0, 1, false))
+                .add(conv("conv1", 16, 32, 5))
+                .add_fn(|x| x.relu().max_pool1d(2, 2, 0, 1, false))
+                .add_fn(|x| x.flatten(1, -1));
+            width = 32 * ((bands / 2) / 2);
+        }
         for (i, &h) in arch.hidden_dims.iter().enumerate() {
             encoder = encoder
                 .add(nn::linear(
@@ -200,6 +238,7 @@ mod tests {
         tch::manual_seed(2);
         let vs = nn::VarStore::new(tch::Device::Cpu);
         let arch = Architecture {
+            encoder: EncoderKind::Mlp,
             input_dim: 6,
             hidden_dims: vec![8],
             latent_dim: 3,

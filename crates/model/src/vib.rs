@@ -11,7 +11,7 @@ use crate::config::{ClassBalance, TrainConfig};
 use crate::device::{resolve, DeviceChoice};
 use crate::diagnostics::{diagnose, label_entropy_nats, OodThresholds, SetDiagnostics};
 use crate::error::{Error, Result, TorchContext};
-use crate::network::{vib_loss, Architecture, VibNet};
+use crate::network::{vib_loss, Architecture, EncoderKind, VibNet};
 use crate::split::grouped_split;
 
 /// Model file format version; bump when the metadata or tensor names change.
@@ -214,7 +214,13 @@ impl VibModel {
 
         let _seeded = seeded_lock();
         tch::manual_seed(config.seed as i64);
+        if config.encoder == EncoderKind::Conv && features < 8 {
+            return Err(Error::Config(format!(
+                "the convolutional encoder needs at least 8 bands, not {features}"
+            )));
+        }
         let architecture = Architecture {
+            encoder: config.encoder,
             input_dim: features,
             hidden_dims: config.hidden_dims.clone(),
             latent_dim: config.latent_dim,
@@ -973,6 +979,44 @@ mod tests {
             .filter(|(p, &c)| model.card().classes.get(p.predicted_index).unwrap().code == c)
             .count();
         assert!(correct as f64 / samples.len() as f64 > 0.9, "{correct}");
+    }
+
+    #[test]
+    fn convolutional_encoder_learns_and_reloads() {
+        let samples = toy_samples(8);
+        let config = TrainConfig {
+            encoder: EncoderKind::Conv,
+            ..quick_config()
+        };
+        let (model, _) = VibModel::train(
+            &samples,
+            &config,
+            DeviceChoice::Cpu,
+            vec![],
+            "pixel",
+            |_| {},
+        )
+        .unwrap();
+        assert_eq!(model.card().architecture.encoder, EncoderKind::Conv);
+        assert!(model.vs.variables().contains_key("conv0.weight"));
+        assert!(
+            model.card().training.train.accuracy > 0.9,
+            "{:?}",
+            model.card().training.train
+        );
+        let predictions = model
+            .predict(&samples.spectra, samples.len(), 12, 0)
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.safetensors");
+        model.save(&path).unwrap();
+        let loaded = VibModel::load(&path, DeviceChoice::Cpu).unwrap();
+        assert_eq!(
+            loaded
+                .predict(&samples.spectra, samples.len(), 12, 0)
+                .unwrap(),
+            predictions
+        );
     }
 
     #[test]

@@ -80,6 +80,24 @@ pub struct RunArgs {
     pub device: DeviceArgs,
 }
 
+/// The encoder's first stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Encoder {
+    /// Fully connected layers on the whole spectrum.
+    Mlp,
+    /// Two 1D convolutions along the bands, then the fully connected layers.
+    Conv,
+}
+
+impl From<Encoder> for model::EncoderKind {
+    fn from(e: Encoder) -> Self {
+        match e {
+            Encoder::Mlp => model::EncoderKind::Mlp,
+            Encoder::Conv => model::EncoderKind::Conv,
+        }
+    }
+}
+
 /// What one training or evaluation sample is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Unit {
@@ -154,6 +172,9 @@ pub struct TrainArgs {
     pub epochs: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Encoder: fully connected (mlp) or 1D convolutions along the spectrum (conv).
+    #[arg(long, value_enum, default_value = "mlp")]
+    pub encoder: Encoder,
     #[command(flatten)]
     pub preprocess: PreprocessArgs,
     /// Train the same network without the bottleneck (z = mu, no sampling, no KL): the baseline
@@ -245,6 +266,9 @@ pub struct SweepArgs {
     /// One seed for every beta: same split, same initialisation.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Encoder: fully connected (mlp) or 1D convolutions along the spectrum (conv).
+    #[arg(long, value_enum, default_value = "mlp")]
+    pub encoder: Encoder,
     #[command(flatten)]
     pub preprocess: PreprocessArgs,
     /// Replace outputs already in the folder.

@@ -51,6 +51,7 @@ pub fn run(args: SweepArgs) -> Result<()> {
         let config = TrainConfig {
             beta,
             latent_dim: args.latent_dim,
+            encoder: args.encoder.into(),
             epochs: args.epochs,
             seed: args.seed,
             preprocessing: preprocessing.clone(),

@@ -19,6 +19,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let config = TrainConfig {
         beta: args.beta,
         latent_dim: args.latent_dim,
+        encoder: args.encoder.into(),
         epochs: args.epochs,
         seed: args.seed,
         deterministic: args.deterministic,
