@@ -439,26 +439,35 @@ impl VibModel {
             .for_axis(&self.card.axis)
             .map_err(|e| Error::Config(e.to_string()))?;
         let features = preprocessor.output_len();
-        let mut preprocessed = Vec::with_capacity(n * features);
-        for spectrum in spectra.chunks(bands) {
-            preprocessed.extend(
-                preprocessor
-                    .apply(spectrum)
-                    .map_err(|e| Error::Input(e.to_string()))?,
-            );
-        }
-        let standardised = standardise(&preprocessed, &self.card.input_mean, &self.card.input_std);
+        // Preprocessing in Rust (when there is any); standardisation as tensor ops.
+        let preprocessed: std::borrow::Cow<'_, [f32]> =
+            if self.card.train_config.preprocessing.is_identity() {
+                std::borrow::Cow::Borrowed(spectra)
+            } else {
+                let mut out = Vec::with_capacity(n * features);
+                for spectrum in spectra.chunks(bands) {
+                    out.extend(
+                        preprocessor
+                            .apply(spectrum)
+                            .map_err(|e| Error::Input(e.to_string()))?,
+                    );
+                }
+                std::borrow::Cow::Owned(out)
+            };
+        let mean = Tensor::from_slice(&self.card.input_mean).to_device(device);
+        let std = Tensor::from_slice(&self.card.input_std).to_device(device);
         const BATCH: usize = 4096;
         let classes = self.card.classes.len();
         let mut out = Vec::with_capacity(n);
         for start in (0..n).step_by(BATCH) {
             let len = BATCH.min(n - start);
-            let x = tensor_2d(
-                &standardised[start * features..(start + len) * features],
+            let raw = tensor_2d(
+                &preprocessed[start * features..(start + len) * features],
                 len,
                 features,
                 device,
             )?;
+            let x = (raw - &mean) / &std;
             let (probabilities, kl) = tch::no_grad(|| {
                 let (mu, logvar) = self.net.encode(&x);
                 let kl = self.net.rate_per_dimension(&mu, &logvar).sum_dim_intlist(
