@@ -1,5 +1,7 @@
 //! End-to-end tests of the `pipeline` binary on the files in `sample_cubes/`.
 
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -3,6 +3,8 @@
 //! Library crates (`ingest`, `model`, `report`, `synth`) never depend on each other: they meet
 //! through these plain types. Nothing here links GDAL, libtorch or polars.
 
+#![cfg_attr(test, allow(clippy::unwrap_used))] // tests: a failed unwrap is a failed test
+
 mod classes;
 mod error;
 mod plants;

@@ -205,12 +205,13 @@ fn polynomial_weights(window: usize, order: usize, derivative: usize, offset: f6
     let m = order + 1;
     // Normal matrix A^T A, A[k][j] = x_k^j with x_k = k - half.
     let xs: Vec<f64> = (0..window).map(|k| k as f64 - half).collect();
-    let mut normal = vec![vec![0.0; m]; m];
-    for r in 0..m {
-        for c in 0..m {
-            normal[r][c] = xs.iter().map(|x| x.powi((r + c) as i32)).sum();
-        }
-    }
+    let normal: Vec<Vec<f64>> = (0..m)
+        .map(|r| {
+            (0..m)
+                .map(|c| xs.iter().map(|x| x.powi((r + c) as i32)).sum())
+                .collect()
+        })
+        .collect();
     let inverse = invert(normal);
     // d^derivative/dt^derivative of t^j at t = offset.
     let basis: Vec<f64> = (0..m)

@@ -115,12 +115,11 @@ impl Components {
         let mut remap = vec![0u32; self.region_count + 1];
         let mut sizes = Vec::new();
         let mut keys = Vec::new();
-        for id in 1..=self.region_count {
-            let size = self.sizes[id - 1];
+        for (index, &size) in self.sizes.iter().enumerate() {
             if (min_area..=max_area).contains(&size) {
                 sizes.push(size);
-                keys.push(self.keys[id - 1]);
-                remap[id] = sizes.len() as u32;
+                keys.push(self.keys[index]);
+                remap[index + 1] = sizes.len() as u32;
             }
         }
         for region in &mut self.region_of_pixel {

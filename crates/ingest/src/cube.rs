@@ -269,13 +269,12 @@ fn check_envi_geometry(
     Ok(())
 }
 
+/// Wavelengths and FWHM in nm, each when known.
+type BandWavelengths = (Option<Vec<f64>>, Option<Vec<f64>>);
+
 /// Wavelengths from band metadata (`wavelength` + `wavelength_units`, as GDAL's ENVI and GTiff
 /// drivers write them) and `fwhm` when present.
-fn band_wavelengths(
-    dataset: &gdal::Dataset,
-    path: &Path,
-    bands: usize,
-) -> Result<(Option<Vec<f64>>, Option<Vec<f64>>)> {
+fn band_wavelengths(dataset: &gdal::Dataset, path: &Path, bands: usize) -> Result<BandWavelengths> {
     let mut wavelengths = Vec::with_capacity(bands);
     let mut fwhm = Vec::with_capacity(bands);
     for b in 1..=bands {

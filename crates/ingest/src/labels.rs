@@ -223,7 +223,7 @@ pub fn pixel_spectra(
                 continue;
             }
             seen += 1;
-            if (seen - 1) % stride != 0 {
+            if !(seen - 1).is_multiple_of(stride) {
                 continue;
             }
             if !loaded {

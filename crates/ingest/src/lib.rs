@@ -4,6 +4,8 @@
 //! parsed here (GDAL 3.6 drops long header lines). Pixels are read in blocks of lines, never the
 //! whole cube: only per-pixel keys (mask, region ids) are held for the whole scene.
 
+#![cfg_attr(test, allow(clippy::unwrap_used))] // tests: a failed unwrap is a failed test
+
 mod components;
 mod cube;
 mod envi_header;

@@ -286,7 +286,6 @@ pub fn write_geotiff_labels(path: &Path, labels: &LabelRaster) -> Result<()> {
         );
         band.write((0, 0), (labels.samples, labels.lines), &mut buffer)
             .map_err(|e| Error::gdal(path, "write the labels", e))?;
-        drop(band);
         dataset
             .close()
             .map_err(|e| Error::gdal(path, "close the GeoTIFF", e))

@@ -69,11 +69,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "pixel",
         |_| stamps.push(Instant::now()),
     )?;
-    let train_seconds = stamps
-        .last()
-        .unwrap()
-        .duration_since(stamps[0])
-        .as_secs_f64();
+    let (Some(first), Some(last)) = (stamps.first(), stamps.last()) else {
+        return Err("no epoch ran".into());
+    };
+    if epochs < 2 {
+        return Err("at least 2 epochs are needed to time one".into());
+    }
+    let train_seconds = last.duration_since(*first).as_secs_f64();
     let train_rate = ((epochs - 1) * n) as f64 / train_seconds;
 
     model.predict(&samples.spectra[..4096 * bands], 4096, 12, 0)?; // warm-up

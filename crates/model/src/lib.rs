@@ -5,6 +5,8 @@
 //! averages the softmax over samples of z and reports each spectrum's KL. libtorch stays inside
 //! this crate: its API takes and returns plain slices and domain types.
 
+#![cfg_attr(test, allow(clippy::unwrap_used))] // tests: a failed unwrap is a failed test
+
 mod config;
 mod device;
 mod diagnostics;

@@ -565,7 +565,7 @@ impl VibModel {
             message,
         };
         let tensors =
-            safetensors::SafeTensors::deserialize(&bytes).map_err(|e| format(e.to_string()))?;
+            safetensors::SafeTensors::deserialize(bytes).map_err(|e| format(e.to_string()))?;
         let device = resolve(device)?;
         let mut vs = nn::VarStore::new(device);
         // Initialising the layers draws from the global generator before the weights overwrite them.

@@ -1,6 +1,8 @@
 //! Report writers: per-plant predictions and other tables as Parquet (polars), sweep figures as
 //! SVG and PNG (plotters). polars and plotters stay inside this crate.
 
+#![cfg_attr(test, allow(clippy::unwrap_used))] // tests: a failed unwrap is a failed test
+
 mod error;
 mod plot;
 mod predictions;

@@ -2,6 +2,8 @@
 //! spectra and their attribution): plants on soil, mixed edges, illumination and shadow, the
 //! sensor's Gaussian spectral response, noise and integer quantisation.
 
+#![cfg_attr(test, allow(clippy::unwrap_used))] // tests: a failed unwrap is a failed test
+
 mod error;
 mod rng;
 mod scene;

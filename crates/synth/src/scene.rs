@@ -86,7 +86,7 @@ pub fn generate(library: &SpectralLibrary, spec: &FieldSpec) -> Result<Scene> {
     if fine_bands == 0
         || library.canopy.len() != library.canopy_labels.len() * fine_bands
         || library.canopy_severity.len() != library.canopy_labels.len()
-        || library.soil.len() % fine_bands != 0
+        || !library.soil.len().is_multiple_of(fine_bands)
     {
         return Err(Error::Library(
             "spectra do not match the wavelength grid".into(),

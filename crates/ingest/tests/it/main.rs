@@ -1,6 +1,8 @@
 //! Ingest integration tests: the reader against bytes written independently of it (by hand,
 //! here), the real PlantCV cube, plants across block borders, and bad input.
 
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
 mod labels;
 mod plants;
 mod reader;

@@ -1,6 +1,8 @@
 //! Report crate integration tests: files written here are read back by an independent reader
 //! (pyarrow, from the project's .venv).
 
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
