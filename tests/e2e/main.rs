@@ -522,47 +522,56 @@ fn evaluate_reports_how_kl_separates_soil_from_plants() {
     }
 }
 
-/// The bundled spectral library as a field-spectrometer table: id, label, severity, then one
-/// column per 10 nm named by its wavelength.
-fn library_table(path: &Path) {
-    let library = root().join("crates/synth/library");
-    let raw = std::fs::read(library.join("canopy.img")).unwrap();
-    let meta = std::fs::read_to_string(library.join("canopy.csv")).unwrap();
-    let rows: Vec<Vec<&str>> = meta
-        .lines()
-        .skip(1)
-        .map(|l| l.split(',').collect())
-        .collect();
-    let n = rows.len();
+/// Value at `band` (1 nm steps from 400 nm) of spectrum `line` of a library file (float32 BSQ, one
+/// spectrum per line, `lines` lines).
+fn library_value(raw: &[u8], lines: usize, line: usize, band: usize) -> f32 {
+    let at = 4 * (band * lines + line);
+    f32::from_le_bytes(raw[at..at + 4].try_into().unwrap())
+}
+
+/// A field-spectrometer style table from a library file: the columns `header` then one per 10 nm
+/// named by its wavelength; each row starts with `leading(line)`.
+fn write_library_table(
+    path: &Path,
+    file: &str,
+    lines: usize,
+    header: &str,
+    leading: impl Fn(usize) -> String,
+) {
+    let raw = std::fs::read(root().join("crates/synth/library").join(file)).unwrap();
     let bands: Vec<usize> = (0..2101).step_by(10).collect();
-    let mut text = format!(
-        "id,label,severity,{}\n",
-        bands
-            .iter()
-            .map(|b| (400 + b).to_string())
-            .collect::<Vec<_>>()
-            .join(",")
-    );
-    for (i, row) in rows.iter().enumerate() {
+    let names: Vec<String> = bands.iter().map(|b| (400 + b).to_string()).collect();
+    let mut text = format!("{header},{}\n", names.join(","));
+    for line in 0..lines {
         let values: Vec<String> = bands
             .iter()
-            .map(|&b| {
-                let at = 4 * (b * n + i);
-                format!(
-                    "{:.5}",
-                    f32::from_le_bytes(raw[at..at + 4].try_into().unwrap())
-                )
-            })
+            .map(|&b| format!("{:.5}", library_value(&raw, lines, line, b)))
             .collect();
-        text.push_str(&format!(
-            "{},{},{},{}\n",
-            row[0],
-            row[1],
-            row[2],
-            values.join(",")
-        ));
+        text.push_str(&format!("{},{}\n", leading(line), values.join(",")));
     }
     std::fs::write(path, text).unwrap();
+}
+
+/// The canopy library: id, label, severity, then the bands.
+fn library_table(path: &Path) {
+    let meta = std::fs::read_to_string(root().join("crates/synth/library/canopy.csv")).unwrap();
+    let rows: Vec<String> = meta
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').take(3).collect::<Vec<_>>().join(","))
+        .collect();
+    write_library_table(
+        path,
+        "canopy.img",
+        rows.len(),
+        "id,label,severity",
+        |line| rows[line].clone(),
+    );
+}
+
+/// The library's measured soils, as out-of-distribution spectra (no label column).
+fn soil_table(path: &Path) {
+    write_library_table(path, "soil.img", 200, "name", |line| format!("soil{line}"));
 }
 
 #[test]
@@ -626,35 +635,6 @@ fn train_and_evaluate_from_a_spectral_table() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no column 'disease'"));
 }
 
-/// The library's measured soils as a table of out-of-distribution spectra (no label column).
-fn soil_table(path: &Path) {
-    let raw = std::fs::read(root().join("crates/synth/library/soil.img")).unwrap();
-    let n = 200;
-    let bands: Vec<usize> = (0..2101).step_by(10).collect();
-    let mut text = format!(
-        "name,{}\n",
-        bands
-            .iter()
-            .map(|b| (400 + b).to_string())
-            .collect::<Vec<_>>()
-            .join(",")
-    );
-    for i in 0..n {
-        let values: Vec<String> = bands
-            .iter()
-            .map(|&b| {
-                let at = 4 * (b * n + i);
-                format!(
-                    "{:.5}",
-                    f32::from_le_bytes(raw[at..at + 4].try_into().unwrap())
-                )
-            })
-            .collect();
-        text.push_str(&format!("soil{i},{}\n", values.join(",")));
-    }
-    std::fs::write(path, text).unwrap();
-}
-
 #[test]
 fn measured_soils_cost_more_nats_than_plants() {
     let dir = tempfile::tempdir().unwrap();
@@ -690,10 +670,7 @@ fn gaussian_resampling_matches_the_scene_generator() {
     let response = synth::SpectralResponse::new(&fine_nm, &sensor);
     for line in [0usize, 450, 1100] {
         let spectrum: Vec<f32> = (0..2101)
-            .map(|b| {
-                let at = 4 * (b * 1200 + line);
-                f32::from_le_bytes(raw[at..at + 4].try_into().unwrap())
-            })
+            .map(|b| library_value(&raw, 1200, line, b))
             .collect();
         let ours = resampler.apply(&spectrum).unwrap();
         let theirs = response.apply(&spectrum);

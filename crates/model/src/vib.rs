@@ -754,13 +754,24 @@ mod tests {
             assert!(p.kl_nats >= 0.0);
         }
 
+        assert_reloads_identically(&model, &test, &predictions);
+    }
+
+    /// Save, load, and predict `samples` again: same card, same id, the same `predictions`.
+    fn assert_reloads_identically(
+        model: &VibModel,
+        samples: &SpectralSamples,
+        predictions: &[Prediction],
+    ) {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("toy.safetensors");
+        let path = dir.path().join("model.safetensors");
         model.save(&path).unwrap();
         let loaded = VibModel::load(&path, DeviceChoice::Cpu).unwrap();
         assert_eq!(loaded.card(), model.card());
         assert_eq!(loaded.model_id(), model.model_id());
-        let again = loaded.predict(&test.spectra, test.len(), 12, 0).unwrap();
+        let again = loaded
+            .predict(&samples.spectra, samples.len(), 12, 0)
+            .unwrap();
         assert_eq!(again, predictions, "a reloaded model predicts identically");
     }
 
@@ -972,16 +983,7 @@ mod tests {
         let predictions = model
             .predict(&samples.spectra, samples.len(), 12, 0)
             .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("p.safetensors");
-        model.save(&path).unwrap();
-        let loaded = VibModel::load(&path, DeviceChoice::Cpu).unwrap();
-        assert_eq!(
-            loaded
-                .predict(&samples.spectra, samples.len(), 12, 0)
-                .unwrap(),
-            predictions
-        );
+        assert_reloads_identically(&model, &samples, &predictions);
         let correct = predictions
             .iter()
             .zip(&samples.label_codes)
@@ -1016,16 +1018,7 @@ mod tests {
         let predictions = model
             .predict(&samples.spectra, samples.len(), 12, 0)
             .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("c.safetensors");
-        model.save(&path).unwrap();
-        let loaded = VibModel::load(&path, DeviceChoice::Cpu).unwrap();
-        assert_eq!(
-            loaded
-                .predict(&samples.spectra, samples.len(), 12, 0)
-                .unwrap(),
-            predictions
-        );
+        assert_reloads_identically(&model, &samples, &predictions);
     }
 
     #[test]

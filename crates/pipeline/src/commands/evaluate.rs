@@ -146,14 +146,10 @@ fn ood_report(
             args.ood_labels.len()
         );
     }
-    let card = model.card();
     let mut outside = Vec::new();
     for (i, path) in args.ood_cube.iter().enumerate() {
         let cube = ingest::Cube::open(path, &ingest::ReadConfig::default())
             .with_context(|| format!("opening OOD cube {}", path.display()))?;
-        let resampler = cube.axis().resampler_to(&card.axis).with_context(|| {
-            format!("{}: the cube's bands cannot feed the model", path.display())
-        })?;
         let spectra = match args.ood_labels.get(i) {
             Some(label_path) => {
                 let labels = ingest::read_label_raster(label_path)
@@ -172,15 +168,9 @@ fn ood_report(
             }
             None => ingest::pixel_spectra(&cube, |_| true, args.ood_max_pixels)?,
         };
-        let n = spectra.len() / cube.bands();
-        let mut resampled = Vec::with_capacity(n * card.axis.len());
-        for spectrum in spectra.chunks(cube.bands()) {
-            resampled.extend(resampler.apply(spectrum)?);
-        }
         outside.extend(
-            model
-                .predict(&resampled, n, args.z_samples, 1)
-                .context("predicting OOD spectra")?,
+            predict_on_model_axis(model, cube.axis(), &spectra, args.z_samples)
+                .with_context(|| path.display().to_string())?,
         );
     }
     for path in &args.ood_spectra {
@@ -188,21 +178,9 @@ fn ood_report(
             .with_context(|| format!("reading OOD spectra {}", path.display()))?;
         let axis = domain::SpectralAxis::new(table.wavelength_nm.clone(), None)
             .with_context(|| format!("{}: band columns", path.display()))?;
-        let resampler = axis.resampler_to(&card.axis).with_context(|| {
-            format!(
-                "{}: the table's bands cannot feed the model",
-                path.display()
-            )
-        })?;
-        let n = table.labels.len();
-        let mut resampled = Vec::with_capacity(n * card.axis.len());
-        for spectrum in table.spectra.chunks(axis.len()) {
-            resampled.extend(resampler.apply(spectrum)?);
-        }
         outside.extend(
-            model
-                .predict(&resampled, n, args.z_samples, 1)
-                .context("predicting OOD spectra")?,
+            predict_on_model_axis(model, &axis, &table.spectra, args.z_samples)
+                .with_context(|| path.display().to_string())?,
         );
     }
     if outside.is_empty() {
@@ -230,4 +208,25 @@ fn ood_report(
         mean_kl_nats_ood: mean(kl(&outside)),
         mean_kl_nats_in_distribution: mean(kl(inside)),
     })
+}
+
+/// Predict row-major `spectra` on `axis` after resampling them onto the model's wavelengths.
+fn predict_on_model_axis(
+    model: &model::VibModel,
+    axis: &domain::SpectralAxis,
+    spectra: &[f32],
+    z_samples: usize,
+) -> Result<Vec<domain::Prediction>> {
+    let card = model.card();
+    let resampler = axis
+        .resampler_to(&card.axis)
+        .context("the bands cannot feed the model")?;
+    let n = spectra.len() / axis.len();
+    let mut resampled = Vec::with_capacity(n * card.axis.len());
+    for spectrum in spectra.chunks(axis.len()) {
+        resampled.extend(resampler.apply(spectrum)?);
+    }
+    model
+        .predict(&resampled, n, z_samples, 1)
+        .context("predicting OOD spectra")
 }
