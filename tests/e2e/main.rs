@@ -691,3 +691,48 @@ fn gaussian_resampling_matches_the_scene_generator() {
         }
     }
 }
+
+#[test]
+fn inspect_describes_cubes_and_writes_a_quicklook() {
+    let dir = tempfile::tempdir().unwrap();
+    let quicklook = dir.path().join("q.png");
+    let stdout = ok(&[
+        "inspect",
+        "--cube",
+        s(&sample("field-b.hdr")),
+        "--quicklook",
+        s(&quicklook),
+    ]);
+    for expected in [
+        "126 lines x 140 samples x 120 bands",
+        "UInt16",
+        "bil",
+        "little-endian (0)",
+        "400.0-2475.0 nm",
+        "10000",
+        "EPSG:32632",
+        "0.005 x 0.005",
+    ] {
+        assert!(stdout.contains(expected), "{expected} not in\n{stdout}");
+    }
+    let png = std::fs::read(&quicklook).unwrap();
+    assert_eq!(&png[1..4], b"PNG");
+    // IHDR: width and height, big-endian, at bytes 16..24.
+    assert_eq!(u32::from_be_bytes(png[16..20].try_into().unwrap()), 140);
+    assert_eq!(u32::from_be_bytes(png[20..24].try_into().unwrap()), 126);
+
+    let real =
+        root().join("../shared/real_cubes/plantcv_corn_kernel/corn-kernel-hyperspectral.hdr");
+    let json = ok(&["inspect", "--cube", s(&real), "--json"]);
+    let d: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(d["bands"], 580);
+    assert_eq!(d["byte_order"], "missing (read as little-endian)");
+    assert_eq!(d["data_type"], "UInt16");
+
+    // The GeoTIFF's own band metadata is used; the ENVI header of the same scan beside it is not.
+    let tiff = ok(&["inspect", "--cube", s(&sample("field-a.tif")), "--json"]);
+    let d: serde_json::Value = serde_json::from_str(&tiff).unwrap();
+    assert_eq!(d["driver"], "GTiff");
+    assert!(d["header_path"].is_null());
+    assert_eq!(d["reflectance_scale_factor"], 10000.0);
+}

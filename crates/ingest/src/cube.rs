@@ -42,6 +42,7 @@ pub enum CubeFormat {
 #[derive(Debug)]
 pub struct Cube {
     files: RasterFiles,
+    header: Option<EnviHeader>,
     dataset: gdal::Dataset,
     format: CubeFormat,
     lines: usize,
@@ -69,8 +70,8 @@ impl Cube {
     /// Open a cube from its ENVI header, ENVI data file or GeoTIFF.
     pub fn open(path: &Path, config: &ReadConfig) -> Result<Self> {
         route_gdal_messages();
-        let files = locate(path)?;
-        let header = files.header.as_deref().map(EnviHeader::read).transpose()?;
+        let mut files = locate(path)?;
+        let mut header = files.header.as_deref().map(EnviHeader::read).transpose()?;
         let dataset = gdal::Dataset::open(&files.data)
             .map_err(|e| Error::gdal(&files.data, "open the raster", e))?;
         let (samples, lines) = dataset.raster_size();
@@ -90,9 +91,9 @@ impl Cube {
         let mut cube_gain = 1.0;
         let mut cube_offset = 0.0;
         let mut interleave = None;
-        let (wavelengths, fwhm) = match (&header, format) {
+        let (wavelengths, fwhm) = match (header.clone(), format) {
             (Some(h), CubeFormat::Envi) => {
-                check_envi_geometry(h, &files.data, lines, samples, bands)?;
+                check_envi_geometry(&h, &files.data, lines, samples, bands)?;
                 interleave = Some(h.interleave()?);
                 if let Some(factor) = h.reflectance_scale_factor()? {
                     cube_gain = 1.0 / factor;
@@ -104,7 +105,13 @@ impl Cube {
                 cube_gain = gain;
                 cube_offset = offset;
                 match band_wavelengths(&dataset, &files.data, bands)? {
-                    (Some(w), f) => (Some(w), f),
+                    (Some(w), f) => {
+                        // The band metadata has the wavelengths: a `.hdr` beside the file is not
+                        // this raster's (e.g. the ENVI copy of the same scan).
+                        header = None;
+                        files.header = None;
+                        (Some(w), f)
+                    }
                     // A GeoTIFF without wavelengths may have an ENVI-style sidecar header.
                     (None, _) => match &header {
                         Some(h) => (h.wavelengths_nm(bands)?, h.fwhm_nm(bands)?),
@@ -133,6 +140,7 @@ impl Cube {
         );
         Ok(Self {
             files,
+            header,
             dataset,
             format,
             lines,
@@ -152,6 +160,20 @@ impl Cube {
 
     pub fn header_path(&self) -> Option<&Path> {
         self.files.header.as_deref()
+    }
+
+    /// The parsed ENVI header, when the cube has one.
+    pub fn header(&self) -> Option<&EnviHeader> {
+        self.header.as_ref()
+    }
+
+    pub(crate) fn dataset(&self) -> &gdal::Dataset {
+        &self.dataset
+    }
+
+    /// Stored value -> reflectance: value * gain + offset.
+    pub fn gain_offset(&self) -> (f64, f64) {
+        (self.gain, self.offset)
     }
 
     pub fn format(&self) -> CubeFormat {

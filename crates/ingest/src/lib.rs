@@ -8,6 +8,7 @@
 
 mod components;
 mod cube;
+mod describe;
 mod envi_header;
 mod error;
 mod labels;
@@ -18,6 +19,7 @@ mod write;
 
 pub use components::{label_components, Components};
 pub use cube::{Cube, CubeFormat, ReadConfig};
+pub use describe::CubeDescription;
 pub use envi_header::EnviHeader;
 pub use error::{Error, Result};
 pub use labels::{labelled_samples, pixel_spectra, read_label_raster};

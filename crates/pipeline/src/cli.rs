@@ -30,6 +30,9 @@ pub enum Command {
     /// Train one model per beta and chart the information plane: both bounds per beta, accuracy,
     /// calibration; keeps the model with the best validation NLL.
     Sweep(SweepArgs),
+    /// Describe a cube: size, data type, interleave, byte order, bands and wavelengths, bad bands,
+    /// scale factor, ignore value, CRS and pixel size; optionally an RGB quicklook.
+    Inspect(InspectArgs),
     /// Generate the synthetic sample field scans (ENVI and GeoTIFF, with ground-truth labels).
     Synth(SynthArgs),
 }
@@ -276,4 +279,23 @@ pub struct SweepArgs {
     pub overwrite: bool,
     #[command(flatten)]
     pub device: DeviceArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// The cube: ENVI header (.hdr), ENVI data file, or GeoTIFF.
+    #[arg(long)]
+    pub cube: PathBuf,
+    /// Write a true-colour quicklook PNG (bands nearest 640, 550, 460 nm, 2-98% stretch).
+    #[arg(long)]
+    pub quicklook: Option<PathBuf>,
+    /// Longest side of the quicklook in pixels (the cube is decimated to fit).
+    #[arg(long, default_value_t = 2048)]
+    pub quicklook_max_px: usize,
+    /// Print the description as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Replace the quicklook if it exists.
+    #[arg(long)]
+    pub overwrite: bool,
 }

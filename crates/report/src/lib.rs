@@ -10,7 +10,7 @@ mod spectra_table;
 mod table;
 
 pub use error::{Error, Result};
-pub use plot::{write_sweep_plots, SweepPoint};
+pub use plot::{write_png_rgb, write_sweep_plots, SweepPoint};
 pub use predictions::{probability_column, write_predictions, PREDICTIONS_SCHEMA_VERSION};
 pub use spectra_table::{read_spectral_table, SpectralTable};
 pub use table::{write_table, Table, Values};

@@ -310,3 +310,24 @@ pub fn write_sweep_plots(dir: &Path, points: &[SweepPoint]) -> Result<Vec<PathBu
     written.extend(render(dir, "beta-curves", points, Figure::BetaCurves)?);
     Ok(written)
 }
+
+/// Write an 8-bit RGB image (row-major, `width * height * 3` bytes) as PNG, through a temporary name.
+pub fn write_png_rgb(path: &Path, width: usize, height: usize, rgb: &[u8]) -> Result<()> {
+    if rgb.len() != width * height * 3 || width == 0 || height == 0 {
+        return Err(plot_error(
+            path,
+            format!("{} bytes for a {width} x {height} RGB image", rgb.len()),
+        ));
+    }
+    let mut bytes = Vec::new();
+    {
+        let mut encoder = png::Encoder::new(&mut bytes, width as u32, height as u32);
+        encoder.set_color(png::ColorType::Rgb);
+        encoder.set_depth(png::BitDepth::Eight);
+        let mut writer = encoder.write_header().map_err(|e| plot_error(path, e))?;
+        writer
+            .write_image_data(rgb)
+            .map_err(|e| plot_error(path, e))?;
+    }
+    crate::table::write_bytes(path, &bytes)
+}

@@ -1,6 +1,7 @@
 //! One file per subcommand.
 
 mod evaluate;
+mod inspect;
 mod labelled;
 mod run;
 mod sweep;
@@ -17,6 +18,7 @@ pub fn dispatch(command: Command) -> Result<()> {
         Command::Train(args) => train::run(args),
         Command::Evaluate(args) => evaluate::run(args),
         Command::Sweep(args) => sweep::run(args),
+        Command::Inspect(args) => inspect::run(args),
         Command::Synth(args) => synth::run(args),
     }
 }
