@@ -41,6 +41,10 @@ pub enum CubeFormat {
 /// factor` for ENVI; the band scale for GeoTIFF).
 #[derive(Debug)]
 pub struct Cube {
+    /// File band (0-based) of each exposed band, when bad bands were dropped.
+    band_map: Option<Vec<usize>>,
+    /// Stored value marking pixels without data (ENVI `data ignore value`, GDAL nodata).
+    ignore_value: Option<f64>,
     files: RasterFiles,
     header: Option<EnviHeader>,
     dataset: gdal::Dataset,
@@ -127,10 +131,38 @@ impl Cube {
                 "missing: the cube's band wavelengths are needed to find red and NIR",
             )
         })?;
-        let axis = SpectralAxis::new(wavelengths, fwhm).map_err(|source| Error::Domain {
+        // Bad bands (ENVI `bbl` = 0) are dropped: the cube exposes only the good ones.
+        let good_bands: Vec<usize> = match &header {
+            Some(h) => match h.number_list("bbl", bands)? {
+                Some(bbl) => (0..bands).filter(|&b| bbl[b] != 0.0).collect(),
+                None => (0..bands).collect(),
+            },
+            None => (0..bands).collect(),
+        };
+        if good_bands.is_empty() {
+            return Err(Error::field(
+                files.header.as_deref().unwrap_or(&files.data),
+                "bbl",
+                "marks every band bad",
+            ));
+        }
+        if good_bands.len() < bands {
+            let dropped: Vec<String> = (0..bands)
+                .filter(|b| !good_bands.contains(b))
+                .map(|b| (b + 1).to_string())
+                .collect();
+            tracing::info!(dropped = dropped.len(), bands = %dropped.join(","), "bad bands (bbl) dropped");
+        }
+        let keep = |values: Vec<f64>| good_bands.iter().map(|&b| values[b]).collect::<Vec<_>>();
+        let fwhm = fwhm.map(keep);
+        let axis = SpectralAxis::new(keep(wavelengths), fwhm).map_err(|source| Error::Domain {
             path: files.data.clone(),
             source,
         })?;
+        let ignore_value = match &header {
+            Some(h) => h.data_ignore_value()?,
+            None => dataset.rasterband(1).ok().and_then(|b| b.no_data_value()),
+        };
         let georeference = georeference(&dataset);
         let line_bytes = samples * bands * std::mem::size_of::<f32>();
         let block_lines = (config.block_bytes / line_bytes.max(1)).clamp(1, lines);
@@ -138,7 +170,10 @@ impl Cube {
             data = %files.data.display(),
             lines, samples, bands, driver, block_lines, "cube opened"
         );
+        let band_map = (good_bands.len() < bands).then_some(good_bands);
         Ok(Self {
+            band_map,
+            ignore_value,
             files,
             header,
             dataset,
@@ -169,6 +204,12 @@ impl Cube {
 
     pub(crate) fn dataset(&self) -> &gdal::Dataset {
         &self.dataset
+    }
+
+    /// The no-data marker as reflectance (as it appears in blocks read), when the cube has one.
+    pub fn ignore_reflectance(&self) -> Option<f32> {
+        self.ignore_value
+            .map(|v| (v * self.gain + self.offset) as f32)
     }
 
     /// Stored value -> reflectance: value * gain + offset.
@@ -235,6 +276,21 @@ impl Cube {
         bands: Option<&[usize]>,
         buffer: &mut Vec<f32>,
     ) -> Result<()> {
+        // Exposed band numbers -> file band numbers.
+        let mapped: Option<Vec<usize>> = match (&self.band_map, bands) {
+            (None, _) => None,
+            (Some(map), None) => Some(map.clone()),
+            (Some(map), Some(bands)) => {
+                if let Some(&bad) = bands.iter().find(|&&b| b >= map.len()) {
+                    return Err(Error::invalid(
+                        &self.files.data,
+                        format!("band {} does not exist ({} good bands)", bad + 1, map.len()),
+                    ));
+                }
+                Some(bands.iter().map(|&b| map[b]).collect())
+            }
+        };
+        let bands = mapped.as_deref().or(bands);
         read_block_f32(
             &self.dataset,
             &self.files.data,

@@ -53,7 +53,7 @@ impl Cube {
             _ => None,
         };
         let bad_bands = match header {
-            Some(h) => h.number_list("bbl", self.bands())?.map(|bbl| {
+            Some(h) => h.number_list("bbl", dataset.raster_count())?.map(|bbl| {
                 bbl.iter()
                     .enumerate()
                     .filter(|(_, v)| **v == 0.0)

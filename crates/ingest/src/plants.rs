@@ -53,8 +53,8 @@ fn band_near(cube: &Cube, target_nm: f64, what: &str, max_distance_nm: f64) -> R
     Ok(band)
 }
 
-/// NDVI vegetation mask of the whole scene, one byte per pixel (1 = vegetation), reading only the
-/// red and NIR bands.
+/// NDVI vegetation mask of the whole scene, one value per pixel (1 = vegetation), reading only the
+/// red and NIR bands. Pixels whose red or NIR value is the cube's no-data value are never vegetation.
 pub fn vegetation_mask(cube: &Cube, config: &PlantConfig) -> Result<Vec<u32>> {
     let red = band_near(cube, config.red_nm, "red", config.max_band_distance_nm)?;
     let nir = band_near(
@@ -72,9 +72,11 @@ pub fn vegetation_mask(cube: &Cube, config: &PlantConfig) -> Result<Vec<u32>> {
         let plane = count * samples;
         let (red_values, nir_values) = buffer.split_at(plane);
         let out = &mut mask[first * samples..(first + count) * samples];
+        let ignore = cube.ignore_reflectance();
         for ((m, &r), &n) in out.iter_mut().zip(red_values).zip(nir_values) {
+            let no_data = ignore.is_some_and(|v| r == v || n == v);
             let sum = n + r;
-            if sum > 0.0 && (n - r) / sum >= threshold {
+            if !no_data && sum > 0.0 && (n - r) / sum >= threshold {
                 *m = 1;
             }
         }

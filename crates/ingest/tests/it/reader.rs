@@ -205,3 +205,51 @@ fn bad_cubes_are_clear_errors() {
         "{err}"
     );
 }
+
+#[test]
+fn bad_bands_are_dropped_and_no_data_pixels_are_not_plants() {
+    let dir = tempfile::tempdir().unwrap();
+    // 4 bands: 500 (bad), 670 (red), 800 (NIR), 900; a 4 x 4 scene of vegetation, one pixel no-data.
+    let extra =
+        "data type = 2\nbyte order = 0\nwavelength units = nm\nwavelength = {500, 670, 800, 900}\n\
+                 bbl = {0, 1, 1, 1}\ndata ignore value = -9999\n";
+    let value = |b: usize, l: usize, s: usize| -> f64 {
+        if (l, s) == (1, 1) {
+            return -9999.0;
+        }
+        [111.0, 50.0, 500.0, 400.0][b] + (l * 4 + s) as f64
+    };
+    let hdr = write_envi_by_hand(
+        dir.path(),
+        "bbl",
+        (4, 4, 4),
+        "bip",
+        extra,
+        |v| (v as i16).to_le_bytes().to_vec(),
+        value,
+    );
+    let cube = Cube::open(&hdr, &ReadConfig::default()).unwrap();
+    assert_eq!(cube.bands(), 3);
+    assert_eq!(cube.axis().wavelength_nm(), &[670.0, 800.0, 900.0]);
+    let all = read_all(&cube);
+    for (exposed, file_band) in [(0usize, 1usize), (1, 2), (2, 3)] {
+        for l in 0..4 {
+            for s in 0..4 {
+                assert_eq!(
+                    all[(exposed * 4 + l) * 4 + s] as f64,
+                    value(file_band, l, s)
+                );
+            }
+        }
+    }
+    let mask = ingest::vegetation_mask(&cube, &ingest::PlantConfig::default()).unwrap();
+    assert_eq!(
+        mask.iter().filter(|&&m| m == 1).count(),
+        15,
+        "all but the no-data pixel"
+    );
+    assert_eq!(mask[5], 0);
+    let description = cube.describe().unwrap();
+    assert_eq!(description.bad_bands, Some(vec![1]));
+    assert_eq!(description.data_ignore_value, Some(-9999.0));
+}
