@@ -110,6 +110,27 @@ pub enum Unit {
     Pixel,
 }
 
+/// The network and its training, shared by `train` and `sweep`.
+#[derive(Debug, Clone, Args)]
+pub struct ModelArgs {
+    /// Dimensions of the latent z.
+    #[arg(long, default_value_t = 16)]
+    pub latent_dim: usize,
+    /// Maximum passes over the training data, per beta in a sweep (early stopping on validation
+    /// loss may end sooner).
+    #[arg(long, default_value_t = 300)]
+    pub epochs: usize,
+    /// Seed of the validation split, initialisation and minibatches (the same for every beta in a
+    /// sweep).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Encoder: fully connected (mlp) or 1D convolutions along the spectrum (conv).
+    #[arg(long, value_enum, default_value = "mlp")]
+    pub encoder: Encoder,
+    #[command(flatten)]
+    pub preprocess: PreprocessArgs,
+}
+
 /// Spectral preprocessing, stored in the model and applied identically at prediction; in this
 /// order: band selection, continuum removal, Savitzky-Golay, SNV.
 #[derive(Debug, Clone, Args)]
@@ -167,19 +188,8 @@ pub struct TrainArgs {
     /// Weight of the KL term (the bottleneck's price per nat).
     #[arg(long, default_value_t = 1e-3)]
     pub beta: f64,
-    /// Dimensions of the latent z.
-    #[arg(long, default_value_t = 16)]
-    pub latent_dim: usize,
-    /// Maximum passes over the training data (early stopping on validation loss may end sooner).
-    #[arg(long, default_value_t = 300)]
-    pub epochs: usize,
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// Encoder: fully connected (mlp) or 1D convolutions along the spectrum (conv).
-    #[arg(long, value_enum, default_value = "mlp")]
-    pub encoder: Encoder,
     #[command(flatten)]
-    pub preprocess: PreprocessArgs,
+    pub model: ModelArgs,
     /// Train the same network without the bottleneck (z = mu, no sampling, no KL): the baseline
     /// to compare the VIB against. Its predictions carry no rate (KL 0).
     #[arg(long)]
@@ -260,20 +270,8 @@ pub struct SweepArgs {
     /// the recommended model.safetensors with its history.
     #[arg(long)]
     pub out: PathBuf,
-    /// Dimensions of the latent z.
-    #[arg(long, default_value_t = 16)]
-    pub latent_dim: usize,
-    /// Maximum passes over the training data per beta.
-    #[arg(long, default_value_t = 300)]
-    pub epochs: usize,
-    /// One seed for every beta: same split, same initialisation.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// Encoder: fully connected (mlp) or 1D convolutions along the spectrum (conv).
-    #[arg(long, value_enum, default_value = "mlp")]
-    pub encoder: Encoder,
     #[command(flatten)]
-    pub preprocess: PreprocessArgs,
+    pub model: ModelArgs,
     /// Replace outputs already in the folder.
     #[arg(long)]
     pub overwrite: bool,

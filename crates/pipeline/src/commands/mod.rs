@@ -10,7 +10,7 @@ pub(crate) mod train;
 
 use anyhow::{Context, Result};
 
-use crate::cli::{Command, DeviceArgs, PreprocessArgs};
+use crate::cli::{Command, DeviceArgs, ModelArgs, PreprocessArgs};
 
 pub fn dispatch(command: Command) -> Result<()> {
     match command {
@@ -21,6 +21,19 @@ pub fn dispatch(command: Command) -> Result<()> {
         Command::Inspect(args) => inspect::run(args),
         Command::Synth(args) => synth::run(args),
     }
+}
+
+/// Training settings from the shared model options and a beta.
+fn train_config(args: &ModelArgs, beta: f64) -> Result<model::TrainConfig> {
+    Ok(model::TrainConfig {
+        beta,
+        latent_dim: args.latent_dim,
+        encoder: args.encoder.into(),
+        epochs: args.epochs,
+        seed: args.seed,
+        preprocessing: preprocessing(&args.preprocess)?,
+        ..model::TrainConfig::default()
+    })
 }
 
 fn preprocessing(args: &PreprocessArgs) -> Result<domain::Preprocessing> {

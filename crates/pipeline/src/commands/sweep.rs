@@ -5,7 +5,7 @@ use model::{TrainConfig, VibModel};
 use report::{SweepPoint, Table, Values};
 
 use super::train::{history_path, write_history};
-use super::{device, labelled, preprocessing};
+use super::{device, labelled, train_config};
 use crate::cli::SweepArgs;
 use crate::output::{check_writable, write_atomically};
 
@@ -41,7 +41,7 @@ pub fn run(args: SweepArgs) -> Result<()> {
         check_writable(&args.out.join(name), args.overwrite)?;
     }
     let device = device(&args.device)?;
-    let preprocessing = preprocessing(&args.preprocess)?;
+    let base = train_config(&args.model, args.betas[0])?;
     let samples = labelled::collect(&args.samples, args.unit)?;
     let unit = labelled::unit_name(&args.samples, args.unit);
     let sources: Vec<String> = labelled::source_names(&args.samples);
@@ -50,12 +50,7 @@ pub fn run(args: SweepArgs) -> Result<()> {
         let _span = tracing::info_span!("sweep", beta).entered();
         let config = TrainConfig {
             beta,
-            latent_dim: args.latent_dim,
-            encoder: args.encoder.into(),
-            epochs: args.epochs,
-            seed: args.seed,
-            preprocessing: preprocessing.clone(),
-            ..TrainConfig::default()
+            ..base.clone()
         };
         let (model, history) =
             VibModel::train(&samples, &config, device, sources.clone(), unit, |_| {})
@@ -120,8 +115,8 @@ pub fn run(args: SweepArgs) -> Result<()> {
         "betas": args.betas,
         "cubes": sources,
         "unit": unit,
-        "seed": args.seed,
-        "latent_dim": args.latent_dim,
+        "seed": args.model.seed,
+        "latent_dim": args.model.latent_dim,
     });
     write_atomically(
         &args.out.join("sweep.json"),

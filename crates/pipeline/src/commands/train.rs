@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use model::{EpochRecord, TrainConfig, VibModel};
 use report::{Table, Values};
 
-use super::{device, labelled, preprocessing};
+use super::{device, labelled, train_config};
 use crate::cli::TrainArgs;
 use crate::output::check_writable;
 
@@ -17,14 +17,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let device = device(&args.device)?;
     let samples = labelled::collect(&args.samples, args.unit)?;
     let config = TrainConfig {
-        beta: args.beta,
-        latent_dim: args.latent_dim,
-        encoder: args.encoder.into(),
-        epochs: args.epochs,
-        seed: args.seed,
         deterministic: args.deterministic,
-        preprocessing: preprocessing(&args.preprocess)?,
-        ..TrainConfig::default()
+        ..train_config(&args.model, args.beta)?
     };
     let unit = labelled::unit_name(&args.samples, args.unit);
     let sources = labelled::source_names(&args.samples);
