@@ -16,7 +16,7 @@ mod spectral_axis;
 
 pub use classes::{ClassInfo, ClassSet};
 pub use error::Error;
-pub use plants::{BoundingBox, Plant, PlantSet};
+pub use plants::{AttributeType, AttributeValue, BoundingBox, Plant, PlantSet};
 pub use prediction::{entropy_nats, Prediction, PredictionTable};
 pub use preprocess::{Preprocessing, Preprocessor, SavitzkyGolay, WATER_BANDS_NM};
 pub use raster::{GeoReference, Interleave, LabelRaster, RasterCube};

@@ -1,6 +1,6 @@
 use serde::{Deserialize, Serialize};
 
-use crate::{ClassSet, Plant};
+use crate::{AttributeType, ClassSet, Plant};
 
 /// The model's call for one spectrum.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -54,6 +54,8 @@ pub struct PredictionTable {
     pub beta: f64,
     pub classes: ClassSet,
     pub plants: Vec<Plant>,
+    /// Attribute columns the plants carry (from polygons), in [`Plant::attributes`] order.
+    pub attributes: Vec<(String, AttributeType)>,
     pub predictions: Vec<Prediction>,
 }
 

@@ -9,7 +9,7 @@ use crate::cube::Cube;
 use crate::envi_header::EnviHeader;
 use crate::error::{Error, Result};
 use crate::locate::locate;
-use crate::plants::region_spectra;
+use crate::plants::{region_spectra, RegionIds};
 
 /// Read a single-band label raster. Class names come from the ENVI `class names` field when
 /// present, otherwise from GDAL category names, otherwise `class_<code>`.
@@ -145,7 +145,7 @@ pub fn labelled_samples(
     let bands = cube.bands();
     let (spectra, label_codes, groups) = match unit {
         SampleUnit::Plant => {
-            let regions = region_spectra(cube, &components, true)?;
+            let regions = region_spectra(cube, &components, RegionIds::Labels)?;
             let mut spectra = Vec::with_capacity(regions.len() * bands);
             let mut codes = Vec::with_capacity(regions.len());
             let mut groups = Vec::with_capacity(regions.len());

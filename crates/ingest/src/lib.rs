@@ -13,6 +13,7 @@ mod envi_header;
 mod error;
 mod labels;
 mod locate;
+mod morphology;
 mod plants;
 mod raster_io;
 mod write;
@@ -24,5 +25,9 @@ pub use envi_header::EnviHeader;
 pub use error::{Error, Result};
 pub use labels::{labelled_samples, pixel_spectra, read_label_raster};
 pub use locate::{locate, RasterFiles};
-pub use plants::{find_plants, region_spectra, vegetation_mask, PlantConfig};
+pub use morphology::{open_mask, otsu_threshold};
+pub use plants::{
+    find_plants, index_raster, region_spectra, resolve_threshold, vegetation_mask, AutoThreshold,
+    PlantConfig, RegionIds, Threshold, VegetationIndex,
+};
 pub use write::{write_envi_cube, write_envi_labels, write_geotiff_cube, write_geotiff_labels};

@@ -1,44 +1,122 @@
-//! Vegetation mask, plants as connected components, and per-region mean spectra, streaming the
-//! cube in blocks of lines.
+//! Vegetation mask, plants as connected components, and per-region spectra, streaming the cube in
+//! blocks of lines.
 
 use domain::{BoundingBox, Plant, PlantSet};
 
 use crate::components::{label_components, Components};
 use crate::cube::Cube;
 use crate::error::{Error, Result};
+use crate::morphology::{open_mask, otsu_threshold};
+
+/// The spectral index that separates vegetation from soil.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VegetationIndex {
+    /// (NIR - red) / (NIR + red), bands nearest `nir_nm` and `red_nm`.
+    Ndvi,
+    /// Normalised difference red edge, (NIR - red edge) / (NIR + red edge), bands nearest
+    /// `nir_nm` and `red_edge_nm`: saturates later than NDVI over dense canopies.
+    Ndre,
+}
+
+impl VegetationIndex {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VegetationIndex::Ndvi => "ndvi",
+            VegetationIndex::Ndre => "ndre",
+        }
+    }
+
+    /// Lowest threshold Otsu may pick: bare soil sits below it (NDVI ~0.1-0.2, NDRE ~0-0.1), so a
+    /// scene without vegetation never turns its soil into plants.
+    pub fn otsu_floor(self) -> f64 {
+        match self {
+            VegetationIndex::Ndvi => 0.3,
+            VegetationIndex::Ndre => 0.15,
+        }
+    }
+}
+
+/// How the vegetation threshold is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+pub enum Threshold {
+    /// A fixed index value: pixels at or above it are vegetation.
+    Fixed(f64),
+    /// Chosen from the scene's index histogram.
+    Auto(AutoThreshold),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AutoThreshold {
+    /// Otsu's method on a 512-bin histogram of the index over [-1, 1], never below the index's
+    /// soil floor ([`VegetationIndex::otsu_floor`]).
+    Otsu,
+}
+
+impl std::str::FromStr for Threshold {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.trim().to_lowercase().as_str() {
+            "otsu" => Ok(Threshold::Auto(AutoThreshold::Otsu)),
+            other => match other.parse::<f64>() {
+                Ok(v) if (-1.0..=1.0).contains(&v) => Ok(Threshold::Fixed(v)),
+                _ => Err(format!(
+                    "'{s}' is neither 'otsu' nor an index value in [-1, 1]"
+                )),
+            },
+        }
+    }
+}
 
 /// How vegetation and plants are found.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
 pub struct PlantConfig {
-    /// Pixels with NDVI at or above this are vegetation.
-    pub ndvi_threshold: f64,
+    pub index: VegetationIndex,
+    pub threshold: Threshold,
     /// Red band: the band nearest this wavelength.
     pub red_nm: f64,
+    /// Red-edge band (NDRE): the band nearest this wavelength.
+    pub red_edge_nm: f64,
     /// Near-infrared band: the band nearest this wavelength.
     pub nir_nm: f64,
+    /// Radius in pixels of the square opening applied to the mask (0: none).
+    pub opening_radius_px: usize,
     /// Connected vegetation regions smaller than this are noise, not plants.
     pub min_plant_area_px: u64,
-    /// Furthest a red or NIR band centre may sit from `red_nm` / `nir_nm`.
+    /// Regions larger than this are not single plants (closed canopy, weeds strips); none when absent.
+    pub max_plant_area_px: Option<u64>,
+    /// Furthest a band centre may sit from `red_nm`, `red_edge_nm` or `nir_nm`.
     pub max_band_distance_nm: f64,
 }
 
 impl Default for PlantConfig {
-    /// NDVI >= 0.5 (soil sits near 0.1, canopies at 0.7-0.9), bands nearest 670 and 800 nm within
-    /// 30 nm, plants of at least 10 pixels.
+    /// NDVI (bands nearest 670 and 800 nm, within 30 nm), Otsu threshold, opening of radius 1,
+    /// plants of at least 10 pixels.
     fn default() -> Self {
         Self {
-            ndvi_threshold: 0.5,
+            index: VegetationIndex::Ndvi,
+            threshold: Threshold::Auto(AutoThreshold::Otsu),
             red_nm: 670.0,
+            red_edge_nm: 720.0,
             nir_nm: 800.0,
+            opening_radius_px: 1,
             min_plant_area_px: 10,
+            max_plant_area_px: None,
             max_band_distance_nm: 30.0,
         }
     }
 }
 
 /// The band nearest `target_nm`, or an error naming the cube when none lies within reach.
-fn band_near(cube: &Cube, target_nm: f64, what: &str, max_distance_nm: f64) -> Result<usize> {
+pub(crate) fn band_near(
+    cube: &Cube,
+    target_nm: f64,
+    what: &str,
+    max_distance_nm: f64,
+) -> Result<usize> {
     let band = cube.axis().nearest_band(target_nm);
     let found = cube.axis().wavelength_nm()[band];
     if (found - target_nm).abs() > max_distance_nm {
@@ -53,10 +131,20 @@ fn band_near(cube: &Cube, target_nm: f64, what: &str, max_distance_nm: f64) -> R
     Ok(band)
 }
 
-/// NDVI vegetation mask of the whole scene, one value per pixel (1 = vegetation), reading only the
-/// red and NIR bands. Pixels whose red or NIR value is the cube's no-data value are never vegetation.
-pub fn vegetation_mask(cube: &Cube, config: &PlantConfig) -> Result<Vec<u32>> {
-    let red = band_near(cube, config.red_nm, "red", config.max_band_distance_nm)?;
+/// The vegetation index of every pixel of the scene (NaN where undefined: no data, or a zero sum),
+/// reading only the index's two bands.
+pub fn index_raster(cube: &Cube, config: &PlantConfig) -> Result<Vec<f32>> {
+    let low = match config.index {
+        VegetationIndex::Ndvi => {
+            band_near(cube, config.red_nm, "red", config.max_band_distance_nm)?
+        }
+        VegetationIndex::Ndre => band_near(
+            cube,
+            config.red_edge_nm,
+            "red-edge",
+            config.max_band_distance_nm,
+        )?,
+    };
     let nir = band_near(
         cube,
         config.nir_nm,
@@ -64,64 +152,138 @@ pub fn vegetation_mask(cube: &Cube, config: &PlantConfig) -> Result<Vec<u32>> {
         config.max_band_distance_nm,
     )?;
     let samples = cube.samples();
-    let mut mask = vec![0u32; cube.lines() * samples];
+    let mut index = vec![f32::NAN; cube.lines() * samples];
     let mut buffer = Vec::new();
-    let threshold = config.ndvi_threshold as f32;
+    let ignore = cube.ignore_reflectance();
     for (first, count) in cube.blocks() {
-        cube.read_block_of_bands(first, count, Some(&[red, nir]), &mut buffer)?;
+        cube.read_block_of_bands(first, count, Some(&[low, nir]), &mut buffer)?;
         let plane = count * samples;
-        let (red_values, nir_values) = buffer.split_at(plane);
-        let out = &mut mask[first * samples..(first + count) * samples];
-        let ignore = cube.ignore_reflectance();
-        for ((m, &r), &n) in out.iter_mut().zip(red_values).zip(nir_values) {
-            let no_data = ignore.is_some_and(|v| r == v || n == v);
+        let (low_values, nir_values) = buffer.split_at(plane);
+        let out = &mut index[first * samples..(first + count) * samples];
+        for ((v, &r), &n) in out.iter_mut().zip(low_values).zip(nir_values) {
+            let no_data = ignore.is_some_and(|i| r == i || n == i);
             let sum = n + r;
-            if !no_data && sum > 0.0 && (n - r) / sum >= threshold {
-                *m = 1;
+            if !no_data && sum > 0.0 {
+                *v = (n - r) / sum;
             }
         }
     }
-    Ok(mask)
+    Ok(index)
 }
 
-/// Plants: 8-connected vegetation regions of at least `min_plant_area_px`, with mean spectra.
+/// The threshold in index units: the fixed value, or Otsu's (raised to the soil floor).
+pub fn resolve_threshold(index: &[f32], config: &PlantConfig) -> f64 {
+    match config.threshold {
+        Threshold::Fixed(t) => t,
+        Threshold::Auto(AutoThreshold::Otsu) => {
+            let floor = config.index.otsu_floor();
+            match otsu_threshold(index, -1.0, 1.0, 512) {
+                Some(t) if f64::from(t) >= floor => f64::from(t),
+                found => {
+                    tracing::warn!(
+                        index = config.index.as_str(),
+                        otsu = ?found,
+                        floor,
+                        "Otsu's threshold is below the soil floor (little or no vegetation?): using the floor"
+                    );
+                    floor
+                }
+            }
+        }
+    }
+}
+
+/// The vegetation mask (1 = vegetation) after thresholding and opening, with the threshold used.
+pub fn vegetation_mask(cube: &Cube, config: &PlantConfig) -> Result<(Vec<u32>, f64)> {
+    let index = index_raster(cube, config)?;
+    let threshold = resolve_threshold(&index, config);
+    let t = threshold as f32;
+    let mut mask: Vec<u32> = index.iter().map(|&v| u32::from(v >= t)).collect();
+    open_mask(
+        &mut mask,
+        cube.lines(),
+        cube.samples(),
+        config.opening_radius_px,
+    );
+    Ok((mask, threshold))
+}
+
+/// Plants: 8-connected vegetation regions within the area limits, with their spectra.
 pub fn find_plants(cube: &Cube, config: &PlantConfig) -> Result<PlantSet> {
     let _span = tracing::info_span!("plants", cube = %cube.data_path().display()).entered();
-    let mask = vegetation_mask(cube, config)?;
+    let (mask, threshold) = vegetation_mask(cube, config)?;
     let vegetation_pixels = mask.iter().filter(|&&m| m != 0).count() as u64;
-    let components = label_components(&mask, cube.lines(), cube.samples())
-        .filter_by_area(config.min_plant_area_px, u64::MAX);
-    let plants = region_spectra(cube, &components, false)?;
-    tracing::info!(plants = plants.len(), vegetation_pixels, "plants found");
+    let components = label_components(&mask, cube.lines(), cube.samples()).filter_by_area(
+        config.min_plant_area_px,
+        config.max_plant_area_px.unwrap_or(u64::MAX),
+    );
+    let plants = region_spectra(cube, &components, RegionIds::Sequential)?;
+    tracing::info!(
+        plants = plants.len(),
+        vegetation_pixels,
+        index = config.index.as_str(),
+        threshold,
+        "plants found"
+    );
     Ok(PlantSet {
         axis: cube.axis().clone(),
         plants,
+        attributes: Vec::new(),
         vegetation_pixels,
         total_pixels: (cube.lines() * cube.samples()) as u64,
     })
 }
 
-/// Mean spectrum, centroid and bounding box of every region, in one streaming pass over the cube.
-/// With `keys_are_labels`, each plant carries its region's key as `label_code`.
-pub fn region_spectra(
-    cube: &Cube,
-    components: &Components,
-    keys_are_labels: bool,
-) -> Result<Vec<Plant>> {
+/// What a region's key means for the plant made from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegionIds {
+    /// Plants are numbered 1.. in region order; keys are not kept.
+    Sequential,
+    /// Keys are class codes: plants numbered 1.., each with `label_code` = key.
+    Labels,
+    /// Keys are plant ids (a plant-id raster, polygons): `plant_id` = key.
+    Keys,
+}
+
+/// Per-region sums, filled block by block.
+struct Accumulator {
+    bands: usize,
+    sums: Vec<f64>,
+    squares: Vec<f64>,
+    row_sums: Vec<f64>,
+    col_sums: Vec<f64>,
+    ndvi_sums: Vec<f64>,
+    ndvi_counts: Vec<u64>,
+    boxes: Vec<BoundingBox>,
+}
+
+/// Mean and standard deviation spectrum, mean NDVI, centroid (pixel and map) and bounding box of
+/// every region, in one streaming pass over the cube.
+pub fn region_spectra(cube: &Cube, components: &Components, ids: RegionIds) -> Result<Vec<Plant>> {
     let (samples, bands) = (cube.samples(), cube.bands());
     let n = components.region_count;
-    let mut sums = vec![0f64; n * bands];
-    let mut row_sums = vec![0f64; n];
-    let mut col_sums = vec![0f64; n];
-    let mut boxes = vec![
-        BoundingBox {
-            row_min: u32::MAX,
-            row_max: 0,
-            col_min: u32::MAX,
-            col_max: 0,
-        };
-        n
-    ];
+    let ndvi_bands = band_near(cube, 670.0, "red", 30.0)
+        .and_then(|red| Ok((red, band_near(cube, 800.0, "near-infrared", 30.0)?)))
+        .ok();
+    let ignore = cube.ignore_reflectance();
+    let mut acc = Accumulator {
+        bands,
+        sums: vec![0.0; n * bands],
+        squares: vec![0.0; n * bands],
+        row_sums: vec![0.0; n],
+        col_sums: vec![0.0; n],
+        ndvi_sums: vec![0.0; n],
+        ndvi_counts: vec![0; n],
+        boxes: vec![
+            BoundingBox {
+                row_min: u32::MAX,
+                row_max: 0,
+                col_min: u32::MAX,
+                col_max: 0,
+            };
+            n
+        ],
+    };
     let mut buffer = Vec::new();
     for (first, count) in cube.blocks() {
         let regions = &components.region_of_pixel[first * samples..(first + count) * samples];
@@ -136,34 +298,61 @@ pub fn region_spectra(
             }
             let r = region as usize - 1;
             let (row, col) = ((first + offset / samples) as u32, (offset % samples) as u32);
-            row_sums[r] += row as f64;
-            col_sums[r] += col as f64;
-            let b = &mut boxes[r];
+            acc.row_sums[r] += f64::from(row);
+            acc.col_sums[r] += f64::from(col);
+            let b = &mut acc.boxes[r];
             b.row_min = b.row_min.min(row);
             b.row_max = b.row_max.max(row);
             b.col_min = b.col_min.min(col);
             b.col_max = b.col_max.max(col);
-            let sum = &mut sums[r * bands..(r + 1) * bands];
-            for (band, s) in sum.iter_mut().enumerate() {
-                *s += buffer[band * plane + offset] as f64;
+            let sum = &mut acc.sums[r * bands..(r + 1) * bands];
+            let square = &mut acc.squares[r * bands..(r + 1) * bands];
+            for (band, (s, q)) in sum.iter_mut().zip(square.iter_mut()).enumerate() {
+                let v = f64::from(buffer[band * plane + offset]);
+                *s += v;
+                *q += v * v;
+            }
+            if let Some((red, nir)) = ndvi_bands {
+                let (red, nir) = (buffer[red * plane + offset], buffer[nir * plane + offset]);
+                let no_data = ignore.is_some_and(|i| red == i || nir == i);
+                if !no_data && red + nir > 0.0 {
+                    acc.ndvi_sums[r] += f64::from((nir - red) / (nir + red));
+                    acc.ndvi_counts[r] += 1;
+                }
             }
         }
     }
+    let georeference = cube.georeference();
     Ok((0..n)
         .map(|r| {
-            let count = components.sizes[r];
-            let mean = sums[r * bands..(r + 1) * bands]
+            let count = components.sizes[r] as f64;
+            let range = r * acc.bands..(r + 1) * acc.bands;
+            let mean: Vec<f64> = acc.sums[range.clone()].iter().map(|s| s / count).collect();
+            let std = acc.squares[range]
                 .iter()
-                .map(|s| (s / count as f64) as f32)
+                .zip(&mean)
+                .map(|(q, m)| ((q / count - m * m).max(0.0).sqrt()) as f32)
                 .collect();
+            let (centroid_row, centroid_col) = (acc.row_sums[r] / count, acc.col_sums[r] / count);
+            let map = georeference.map(|g| g.map_xy(centroid_row + 0.5, centroid_col + 0.5));
+            let key = components.keys[r];
             Plant {
-                plant_id: r as u32 + 1,
-                pixel_count: count,
-                centroid_row: row_sums[r] / count as f64,
-                centroid_col: col_sums[r] / count as f64,
-                bbox: boxes[r],
-                mean_reflectance: mean,
-                label_code: keys_are_labels.then_some(components.keys[r]),
+                plant_id: match ids {
+                    RegionIds::Keys => key,
+                    RegionIds::Sequential | RegionIds::Labels => r as u32 + 1,
+                },
+                pixel_count: components.sizes[r],
+                centroid_row,
+                centroid_col,
+                centroid_x: map.map(|m| m.0),
+                centroid_y: map.map(|m| m.1),
+                bbox: acc.boxes[r],
+                mean_reflectance: mean.iter().map(|&m| m as f32).collect(),
+                std_reflectance: std,
+                mean_ndvi: (acc.ndvi_counts[r] > 0)
+                    .then(|| acc.ndvi_sums[r] / acc.ndvi_counts[r] as f64),
+                label_code: (ids == RegionIds::Labels).then_some(key),
+                attributes: Vec::new(),
             }
         })
         .collect())

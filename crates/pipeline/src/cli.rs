@@ -49,12 +49,47 @@ pub struct DeviceArgs {
 /// How vegetation and plants are found.
 #[derive(Debug, Clone, Args)]
 pub struct PlantArgs {
-    /// Pixels with NDVI (bands nearest 670 and 800 nm) at or above this are vegetation.
-    #[arg(long, default_value_t = 0.5)]
-    pub ndvi_threshold: f64,
+    /// Vegetation index for the mask: ndvi (bands nearest 670 and 800 nm) or ndre (red edge,
+    /// 720 and 800 nm).
+    #[arg(long, value_enum, default_value_t = Index::Ndvi)]
+    pub index: Index,
+    /// Index value at or above which a pixel is vegetation, or `otsu` to pick it from the scene's
+    /// histogram (never below 0.3 NDVI / 0.15 NDRE).
+    #[arg(long, default_value = "otsu")]
+    pub threshold: ingest::Threshold,
+    /// Radius in pixels of the square morphological opening of the mask (0: none): removes
+    /// specks and splits regions joined by thin bridges.
+    #[arg(long, default_value_t = 1)]
+    pub opening_px: usize,
     /// Vegetation regions (8-connected) smaller than this many pixels are not plants.
     #[arg(long, default_value_t = 10)]
-    pub min_plant_area_px: u64,
+    pub min_area_px: u64,
+    /// Regions larger than this many pixels are not plants (default: no limit).
+    #[arg(long)]
+    pub max_area_px: Option<u64>,
+}
+
+/// Vegetation index of the mask.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Index {
+    Ndvi,
+    Ndre,
+}
+
+impl PlantArgs {
+    pub fn config(&self) -> ingest::PlantConfig {
+        ingest::PlantConfig {
+            index: match self.index {
+                Index::Ndvi => ingest::VegetationIndex::Ndvi,
+                Index::Ndre => ingest::VegetationIndex::Ndre,
+            },
+            threshold: self.threshold,
+            opening_radius_px: self.opening_px,
+            min_plant_area_px: self.min_area_px,
+            max_plant_area_px: self.max_area_px,
+            ..ingest::PlantConfig::default()
+        }
+    }
 }
 
 #[derive(Debug, Args)]

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use domain::PredictionTable;
+use domain::{AttributeType, AttributeValue, PredictionTable};
 use polars::prelude::*;
 
 use crate::error::{Error, Result};
@@ -49,6 +49,27 @@ fn build_frame(table: &PredictionTable, path: &Path) -> Result<DataFrame> {
         Column::new(
             "centroid_col".into(),
             plants.iter().map(|p| p.centroid_col).collect::<Vec<f64>>(),
+        ),
+        Column::new(
+            "x".into(),
+            plants
+                .iter()
+                .map(|p| p.centroid_x)
+                .collect::<Vec<Option<f64>>>(),
+        ),
+        Column::new(
+            "y".into(),
+            plants
+                .iter()
+                .map(|p| p.centroid_y)
+                .collect::<Vec<Option<f64>>>(),
+        ),
+        Column::new(
+            "mean_ndvi".into(),
+            plants
+                .iter()
+                .map(|p| p.mean_ndvi)
+                .collect::<Vec<Option<f64>>>(),
         ),
         Column::new(
             "bbox_row_min".into(),
@@ -101,6 +122,50 @@ fn build_frame(table: &PredictionTable, path: &Path) -> Result<DataFrame> {
         Column::new("model_id".into(), vec![table.model_id.as_str(); n]),
         Column::new("beta".into(), vec![table.beta; n]),
     ]);
+    for (a, (name, kind)) in table.attributes.iter().enumerate() {
+        if columns.iter().any(|c| c.name().as_str() == name) {
+            return Err(Error::Invalid {
+                path: path.into(),
+                message: format!(
+                    "polygon attribute '{name}' has the name of a built-in column; rename it"
+                ),
+            });
+        }
+        let value = |i: usize| plants[i].attributes.get(a).unwrap_or(&AttributeValue::Null);
+        let column = match kind {
+            AttributeType::Integer => Column::new(
+                name.into(),
+                (0..n)
+                    .map(|i| match value(i) {
+                        AttributeValue::Integer(v) => Some(*v),
+                        _ => None,
+                    })
+                    .collect::<Vec<Option<i64>>>(),
+            ),
+            AttributeType::Real => Column::new(
+                name.into(),
+                (0..n)
+                    .map(|i| match value(i) {
+                        AttributeValue::Real(v) => Some(*v),
+                        AttributeValue::Integer(v) => Some(*v as f64),
+                        _ => None,
+                    })
+                    .collect::<Vec<Option<f64>>>(),
+            ),
+            AttributeType::Text => Column::new(
+                name.into(),
+                (0..n)
+                    .map(|i| match value(i) {
+                        AttributeValue::Text(v) => Some(v.clone()),
+                        AttributeValue::Integer(v) => Some(v.to_string()),
+                        AttributeValue::Real(v) => Some(v.to_string()),
+                        AttributeValue::Null => None,
+                    })
+                    .collect::<Vec<Option<String>>>(),
+            ),
+        };
+        columns.push(column);
+    }
     DataFrame::new(n, columns).map_err(|source| Error::Table {
         path: path.into(),
         source,

@@ -242,7 +242,13 @@ fn bad_bands_are_dropped_and_no_data_pixels_are_not_plants() {
             }
         }
     }
-    let mask = ingest::vegetation_mask(&cube, &ingest::PlantConfig::default()).unwrap();
+    let config = ingest::PlantConfig {
+        threshold: ingest::Threshold::Fixed(0.5),
+        opening_radius_px: 0,
+        ..ingest::PlantConfig::default()
+    };
+    let (mask, threshold) = ingest::vegetation_mask(&cube, &config).unwrap();
+    assert_eq!(threshold, 0.5);
     assert_eq!(
         mask.iter().filter(|&&m| m == 1).count(),
         15,

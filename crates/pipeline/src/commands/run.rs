@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
 use domain::PredictionTable;
-use ingest::{find_plants, Cube, PlantConfig, ReadConfig};
+use ingest::{find_plants, Cube, ReadConfig};
 
 use super::device;
 use crate::cli::RunArgs;
@@ -27,11 +27,7 @@ pub fn run(args: RunArgs) -> Result<()> {
                 model_name
             )
         })?;
-    let plant_config = PlantConfig {
-        ndvi_threshold: args.plants.ndvi_threshold,
-        min_plant_area_px: args.plants.min_plant_area_px,
-        ..PlantConfig::default()
-    };
+    let plant_config = args.plants.config();
     let plants = find_plants(&cube, &plant_config)
         .with_context(|| format!("finding plants in {}", args.cube.display()))?;
     let bands = model.card().axis.len();
@@ -56,6 +52,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         beta: model.card().beta,
         classes: model.card().classes.clone(),
         plants: plants.plants,
+        attributes: plants.attributes,
         predictions,
     };
     let settings = serde_json::json!({

@@ -6,7 +6,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use domain::{BoundingBox, ClassInfo, ClassSet, Plant, Prediction, PredictionTable};
+use domain::{
+    AttributeType, AttributeValue, BoundingBox, ClassInfo, ClassSet, Plant, Prediction,
+    PredictionTable,
+};
 
 fn python() -> PathBuf {
     let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
@@ -36,6 +39,8 @@ fn table() -> PredictionTable {
             pixel_count: 10 * i as u64,
             centroid_row: 1.5 * i as f64,
             centroid_col: 2.25 * i as f64,
+            centroid_x: Some(500_000.0 + i as f64),
+            centroid_y: None,
             bbox: BoundingBox {
                 row_min: i,
                 row_max: i + 3,
@@ -43,7 +48,17 @@ fn table() -> PredictionTable {
                 col_max: 2 * i + 4,
             },
             mean_reflectance: vec![0.1, 0.2],
+            std_reflectance: vec![0.01, 0.02],
+            mean_ndvi: Some(0.5 + 0.1 * i as f64),
             label_code: None,
+            attributes: vec![
+                AttributeValue::Text(format!("plot-{i}")),
+                if i == 2 {
+                    AttributeValue::Null
+                } else {
+                    AttributeValue::Integer(i as i64 * 7)
+                },
+            ],
         })
         .collect();
     let predictions = vec![
@@ -57,6 +72,10 @@ fn table() -> PredictionTable {
         beta: 1e-3,
         classes,
         plants,
+        attributes: vec![
+            ("plot".into(), AttributeType::Text),
+            ("genotype_id".into(), AttributeType::Integer),
+        ],
         predictions,
     }
 }
@@ -126,6 +145,14 @@ print(json.dumps({"columns": t.column_names, "rows": t.to_pylist(), "meta": meta
             .abs()
             < 1e-6
     );
+    assert_eq!(rows[0]["x"], 500_001.0);
+    assert!(rows[0]["y"].is_null());
+    assert!((rows[2]["mean_ndvi"].as_f64().unwrap() - 0.8).abs() < 1e-12);
+    assert_eq!(rows[2]["plot"], "plot-3");
+    assert_eq!(rows[2]["genotype_id"], 21);
+    assert!(rows[1]["genotype_id"].is_null());
+    assert_eq!(v["types"]["genotype_id"], "int64");
+    assert_eq!(v["types"]["plot"], "string_view");
     assert_eq!(v["types"]["pixel_count"], "uint64");
     assert_eq!(v["types"]["prob_rust"], "float");
     assert_eq!(v["meta"]["pipeline.schema_version"], "1");
