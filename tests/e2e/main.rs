@@ -736,3 +736,193 @@ fn inspect_describes_cubes_and_writes_a_quicklook() {
     assert!(d["header_path"].is_null());
     assert_eq!(d["reflectance_scale_factor"], 10000.0);
 }
+
+/// field-b's header up to its band lists (no wavelengths, no FWHM), and the lists.
+fn field_b_header_without_bands() -> (String, Vec<f64>, Vec<f64>) {
+    let text = std::fs::read_to_string(sample("field-b.hdr")).unwrap();
+    let at = text.find("wavelength = {").unwrap();
+    let list = |key: &str| -> Vec<f64> {
+        let start = text.find(key).unwrap() + key.len();
+        let end = start + text[start..].find('}').unwrap();
+        text[start..end]
+            .split(',')
+            .map(|v| v.trim().parse().unwrap())
+            .collect()
+    };
+    (
+        text[..at].to_string(),
+        list("wavelength = {"),
+        list("fwhm = {"),
+    )
+}
+
+/// Plants and calls of two prediction tables agree (probabilities to float rounding).
+fn assert_same_calls(a: &serde_json::Value, b: &serde_json::Value) {
+    let (a, b) = (a["rows"].as_array().unwrap(), b["rows"].as_array().unwrap());
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(b) {
+        for exact in [
+            "plant_id",
+            "pixel_count",
+            "centroid_row",
+            "centroid_col",
+            "x",
+            "y",
+            "predicted_class_name",
+        ] {
+            assert_eq!(x[exact], y[exact], "{exact}");
+        }
+        for close in [
+            "prob_healthy",
+            "prob_rust",
+            "prob_blight",
+            "kl_nats",
+            "mean_ndvi",
+        ] {
+            let (u, v) = (x[close].as_f64().unwrap(), y[close].as_f64().unwrap());
+            assert!(
+                (u - v).abs() < 1e-4 * (1.0 + u.abs()),
+                "{close}: {u} vs {v}"
+            );
+        }
+    }
+}
+
+/// field-b with its bands shuffled in the file and its wavelengths given only by a file
+/// (micrometres, unsorted): same plants, same calls as the original.
+#[test]
+fn unsorted_bands_from_a_wavelength_file_give_the_same_calls() {
+    let dir = tempfile::tempdir().unwrap();
+    let (prefix, wavelengths, fwhm) = field_b_header_without_bands();
+    let (lines, samples, bands) = (126, 140, 120);
+    let perm: Vec<usize> = (0..bands).map(|i| (i * 37 + 11) % bands).collect();
+    let raw = std::fs::read(sample("field-b.img")).unwrap();
+    let chunk = samples * 2;
+    let mut shuffled = Vec::with_capacity(raw.len());
+    for l in 0..lines {
+        for &old in &perm {
+            let at = (l * bands + old) * chunk;
+            shuffled.extend_from_slice(&raw[at..at + chunk]);
+        }
+    }
+    std::fs::write(dir.path().join("shuffled.img"), shuffled).unwrap();
+    std::fs::write(dir.path().join("shuffled.hdr"), &prefix).unwrap();
+    let mut table = String::from("wavelength_um,fwhm_um\n");
+    for &old in &perm {
+        table.push_str(&format!(
+            "{},{}\n",
+            wavelengths[old] / 1000.0,
+            fwhm[old] / 1000.0
+        ));
+    }
+    let bands_file = dir.path().join("bands.csv");
+    std::fs::write(&bands_file, table).unwrap();
+
+    let shuffled_hdr = dir.path().join("shuffled.hdr");
+    let out = dir.path().join("x.parquet");
+    assert_clean_failure(
+        &["run", "--cube", s(&shuffled_hdr), "--out", s(&out)],
+        &out,
+        "shuffled.hdr",
+        "--wavelengths",
+    );
+    let original = dir.path().join("original.parquet");
+    ok(&[
+        "run",
+        "--cube",
+        s(&sample("field-b.hdr")),
+        "--out",
+        s(&original),
+    ]);
+    ok(&[
+        "run",
+        "--cube",
+        s(&shuffled_hdr),
+        "--wavelengths",
+        s(&bands_file),
+        "--out",
+        s(&out),
+        "--field-id",
+        "field-b",
+    ]);
+    assert_same_calls(&read_parquet(&original), &read_parquet(&out));
+}
+
+/// field-b's stored counts calibrated against a white panel of 10000 counts and a zero dark
+/// frame equal its reflectance scale factor of 10000: same plants, same calls.
+#[test]
+fn white_and_dark_references_calibrate_raw_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (prefix, _, _) = field_b_header_without_bands();
+    let (samples, bands) = (140, 120);
+    let raw_header = prefix.replace("reflectance scale factor = 10000\n", "");
+    assert_ne!(raw_header, prefix);
+    let header_text = std::fs::read_to_string(sample("field-b.hdr")).unwrap();
+    let bands_part = &header_text[prefix.len()..];
+    std::fs::copy(sample("field-b.img"), dir.path().join("raw.img")).unwrap();
+    std::fs::write(
+        dir.path().join("raw.hdr"),
+        format!("{raw_header}{bands_part}"),
+    )
+    .unwrap();
+    let reference = |name: &str, lines: usize, value: u16| {
+        let header = raw_header.replace("lines = 126", &format!("lines = {lines}"));
+        std::fs::write(dir.path().join(format!("{name}.hdr")), header).unwrap();
+        let data: Vec<u8> = std::iter::repeat_n(value.to_le_bytes(), lines * samples * bands)
+            .flatten()
+            .collect();
+        std::fs::write(dir.path().join(format!("{name}.img")), data).unwrap();
+        dir.path().join(format!("{name}.hdr"))
+    };
+    let white = reference("white", 1, 10000);
+    let dark = reference("dark", 3, 0);
+    let narrow = {
+        let header = raw_header
+            .replace("samples = 140", "samples = 100")
+            .replace("lines = 126", "lines = 1");
+        std::fs::write(dir.path().join("narrow.hdr"), header).unwrap();
+        std::fs::write(dir.path().join("narrow.img"), vec![0u8; 100 * bands * 2]).unwrap();
+        dir.path().join("narrow.hdr")
+    };
+    let raw = dir.path().join("raw.hdr");
+    let out = dir.path().join("calibrated.parquet");
+    assert_clean_failure(
+        &[
+            "run",
+            "--cube",
+            s(&raw),
+            "--white",
+            s(&narrow),
+            "--dark",
+            s(&dark),
+            "--out",
+            s(&out),
+        ],
+        &out,
+        "narrow.img",
+        "100 samples x 120 bands",
+    );
+    let stdout = ok(&[
+        "run",
+        "--cube",
+        s(&raw),
+        "--white",
+        s(&white),
+        "--dark",
+        s(&dark),
+        "--out",
+        s(&out),
+        "--field-id",
+        "field-b",
+    ]);
+    assert!(stdout.contains("calibration  0 of"), "{stdout}");
+    let original = dir.path().join("original.parquet");
+    ok(&[
+        "run",
+        "--cube",
+        s(&sample("field-b.hdr")),
+        "--out",
+        s(&original),
+    ]);
+    assert_same_calls(&read_parquet(&original), &read_parquet(&out));
+}

@@ -6,6 +6,7 @@ use std::sync::Once;
 use domain::{GeoReference, Interleave, SpectralAxis};
 use gdal::Metadata;
 
+use crate::calibration::{read_wavelength_file, Calibration, CalibrationFrames};
 use crate::envi_header::EnviHeader;
 use crate::error::{Error, Result};
 use crate::locate::{locate, RasterFiles};
@@ -17,6 +18,11 @@ use crate::raster_io::read_block_f32;
 pub struct ReadConfig {
     /// Upper bound on the f32 block buffer, in bytes; sets how many lines are read at once.
     pub block_bytes: usize,
+    /// Band wavelengths from a text file (see [`read_wavelength_file`]), for cubes whose header
+    /// has none; they replace the cube's own when given.
+    pub wavelengths: Option<PathBuf>,
+    /// Raw cube to reflectance with white and dark references.
+    pub calibration: Option<Calibration>,
 }
 
 impl Default for ReadConfig {
@@ -24,6 +30,8 @@ impl Default for ReadConfig {
     fn default() -> Self {
         Self {
             block_bytes: 64 << 20,
+            wavelengths: None,
+            calibration: None,
         }
     }
 }
@@ -57,6 +65,7 @@ pub struct Cube {
     interleave: Option<Interleave>,
     georeference: Option<GeoReference>,
     block_lines: usize,
+    calibration: Option<CalibrationFrames>,
 }
 
 static GDAL_ERRORS_TO_TRACING: Once = Once::new();
@@ -124,11 +133,21 @@ impl Cube {
                 }
             }
         };
+        let (wavelengths, fwhm) = match &config.wavelengths {
+            Some(file) => {
+                let (w, f) = read_wavelength_file(file, bands)?;
+                if wavelengths.is_some() {
+                    tracing::info!(file = %file.display(), "the cube's own wavelengths are replaced by the wavelength file");
+                }
+                (Some(w), f)
+            }
+            None => (wavelengths, fwhm),
+        };
         let wavelengths = wavelengths.ok_or_else(|| {
             Error::field(
                 files.header.as_deref().unwrap_or(&files.data),
                 "wavelength",
-                "missing: the cube's band wavelengths are needed to find red and NIR",
+                "missing: the cube's band wavelengths are needed (give them with --wavelengths FILE)",
             )
         })?;
         // Bad bands (ENVI `bbl` = 0) are dropped: the cube exposes only the good ones.
@@ -164,6 +183,11 @@ impl Cube {
             None => dataset.rasterband(1).ok().and_then(|b| b.no_data_value()),
         };
         let georeference = georeference(&dataset);
+        let calibration = config
+            .calibration
+            .as_ref()
+            .map(|c| CalibrationFrames::load(c, &files.data, samples, bands, config.block_bytes))
+            .transpose()?;
         let line_bytes = samples * bands * std::mem::size_of::<f32>();
         let block_lines = (config.block_bytes / line_bytes.max(1)).clamp(1, lines);
         tracing::debug!(
@@ -186,6 +210,7 @@ impl Cube {
             interleave,
             georeference,
             block_lines,
+            calibration,
         })
     }
 
@@ -207,9 +232,18 @@ impl Cube {
     }
 
     /// The no-data marker as reflectance (as it appears in blocks read), when the cube has one.
+    /// Calibrated cubes read no-data pixels as NaN instead.
     pub fn ignore_reflectance(&self) -> Option<f32> {
+        if self.calibration.is_some() {
+            return None;
+        }
         self.ignore_value
             .map(|v| (v * self.gain + self.offset) as f32)
+    }
+
+    /// With white/dark calibration: (values clipped to the sane range, values calibrated) so far.
+    pub fn calibration_counts(&self) -> Option<(u64, u64)> {
+        self.calibration.as_ref().map(CalibrationFrames::counts)
     }
 
     /// Stored value -> reflectance: value * gain + offset.
@@ -299,6 +333,16 @@ impl Cube {
             bands,
             buffer,
         )?;
+        if let Some(frames) = &self.calibration {
+            // Stored values against the references: any scale factor cancels in the ratio.
+            let plane = line_count * self.samples;
+            let ignore = self.ignore_value.map(|v| v as f32);
+            for (i, values) in buffer.chunks_mut(plane).enumerate() {
+                let file_band = bands.map_or(i, |b| b[i]);
+                frames.apply(file_band, values, ignore);
+            }
+            return Ok(());
+        }
         if self.gain != 1.0 || self.offset != 0.0 {
             let (gain, offset) = (self.gain as f32, self.offset as f32);
             buffer.iter_mut().for_each(|v| *v = *v * gain + offset);
@@ -308,9 +352,9 @@ impl Cube {
 }
 
 /// The header's size fields must agree with what GDAL opened, and the data file must be long enough.
-fn check_envi_geometry(
+pub(crate) fn check_envi_geometry(
     header: &EnviHeader,
-    data: &PathBuf,
+    data: &Path,
     lines: usize,
     samples: usize,
     bands: usize,

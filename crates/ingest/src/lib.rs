@@ -6,6 +6,7 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))] // tests: a failed unwrap is a failed test
 
+mod calibration;
 mod components;
 mod cube;
 mod describe;
@@ -18,6 +19,7 @@ mod plants;
 mod raster_io;
 mod write;
 
+pub use calibration::{read_wavelength_file, Calibration};
 pub use components::{label_components, Components};
 pub use cube::{Cube, CubeFormat, ReadConfig};
 pub use describe::CubeDescription;

@@ -92,6 +92,41 @@ impl PlantArgs {
     }
 }
 
+/// How cubes are read: wavelengths for bare headers, and radiometric calibration.
+#[derive(Debug, Clone, Args)]
+pub struct ReadArgs {
+    /// Band wavelengths from a text file, one band per line (`wavelength[,fwhm]`, optional header
+    /// row naming the unit, e.g. `wavelength_nm` or `wavelength_um`), replacing the cube's own.
+    #[arg(long, value_name = "FILE")]
+    pub wavelengths: Option<PathBuf>,
+    /// White reference (panel capture, same width and bands): with --dark, the cube's raw values
+    /// become reflectance = (raw - dark) / (white - dark), references averaged along track.
+    #[arg(long, requires = "dark", value_name = "CUBE")]
+    pub white: Option<PathBuf>,
+    /// Dark reference (shutter closed), same width and bands.
+    #[arg(long, requires = "white", value_name = "CUBE")]
+    pub dark: Option<PathBuf>,
+    /// Calibrated reflectance is clipped to [0, this]; the clipped count is reported.
+    #[arg(long, default_value_t = 1.5, requires = "white")]
+    pub clip_max: f64,
+}
+
+impl ReadArgs {
+    pub fn config(&self) -> ingest::ReadConfig {
+        ingest::ReadConfig {
+            wavelengths: self.wavelengths.clone(),
+            calibration: match (&self.white, &self.dark) {
+                (Some(white), Some(dark)) => Some(ingest::Calibration {
+                    clip_max: self.clip_max,
+                    ..ingest::Calibration::new(white.clone(), dark.clone())
+                }),
+                _ => None,
+            },
+            ..ingest::ReadConfig::default()
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// The cube: ENVI header (.hdr), ENVI data file, or GeoTIFF.
@@ -114,6 +149,8 @@ pub struct RunArgs {
     pub overwrite: bool,
     #[command(flatten)]
     pub plants: PlantArgs,
+    #[command(flatten)]
+    pub read: ReadArgs,
     #[command(flatten)]
     pub device: DeviceArgs,
 }
@@ -207,6 +244,8 @@ pub struct SamplesArgs {
     /// validation split. Without it each row is its own group.
     #[arg(long)]
     pub group_column: Option<String>,
+    #[command(flatten)]
+    pub read: ReadArgs,
 }
 
 #[derive(Debug, Args)]
@@ -331,4 +370,6 @@ pub struct InspectArgs {
     /// Replace the quicklook if it exists.
     #[arg(long)]
     pub overwrite: bool,
+    #[command(flatten)]
+    pub read: ReadArgs,
 }

@@ -3,11 +3,14 @@
 
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
+mod calibration;
 mod labels;
 mod plants;
 mod reader;
 
 use std::path::{Path, PathBuf};
+
+use ingest::Cube;
 
 /// Write an ENVI cube by hand: `value(band, line, sample)` laid out per `interleave`, encoded by
 /// `encode` (which picks the data type and byte order).
@@ -50,4 +53,22 @@ pub fn wavelength_field(bands: usize, first_nm: f64, step_nm: f64) -> String {
 /// The shared real cubes, beside the checkout.
 pub fn real_cubes() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/real_cubes")
+}
+
+/// Every value of the cube, band sequential, through block reads.
+pub fn read_all(cube: &Cube) -> Vec<f32> {
+    let mut all = vec![0f32; cube.bands() * cube.lines() * cube.samples()];
+    let mut block = Vec::new();
+    for (first, count) in cube.blocks() {
+        cube.read_block(first, count, &mut block).unwrap();
+        for b in 0..cube.bands() {
+            for l in 0..count {
+                for s in 0..cube.samples() {
+                    all[(b * cube.lines() + first + l) * cube.samples() + s] =
+                        block[(b * count + l) * cube.samples() + s];
+                }
+            }
+        }
+    }
+    all
 }

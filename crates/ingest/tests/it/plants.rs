@@ -52,6 +52,7 @@ fn plants_are_whole_across_block_borders() {
             &hdr,
             &ReadConfig {
                 block_bytes: block_lines * samples * 2 * 4,
+                ..ReadConfig::default()
             },
         )
         .unwrap();

@@ -1,27 +1,10 @@
 use ingest::{Cube, CubeFormat, ReadConfig};
 
-use crate::{real_cubes, wavelength_field, write_envi_by_hand};
+use crate::{read_all, real_cubes, wavelength_field, write_envi_by_hand};
 
 /// A value with structure in every axis, exact in every data type used below.
 fn value(b: usize, l: usize, s: usize) -> f64 {
     (b * 1000 + l * 37 + s * 3) as f64 % 30000.0
-}
-
-fn read_all(cube: &Cube) -> Vec<f32> {
-    let mut all = vec![0f32; cube.bands() * cube.lines() * cube.samples()];
-    let mut block = Vec::new();
-    for (first, count) in cube.blocks() {
-        cube.read_block(first, count, &mut block).unwrap();
-        for b in 0..cube.bands() {
-            for l in 0..count {
-                for s in 0..cube.samples() {
-                    all[(b * cube.lines() + first + l) * cube.samples() + s] =
-                        block[(b * count + l) * cube.samples() + s];
-                }
-            }
-        }
-    }
-    all
 }
 
 #[test]
@@ -51,6 +34,7 @@ fn every_interleave_byte_order_and_type_reads_exactly() {
                 &hdr,
                 &ReadConfig {
                     block_bytes: 4 * 5 * 4 * 3,
+                    ..ReadConfig::default()
                 },
             )
             .unwrap();

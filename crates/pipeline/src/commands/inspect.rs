@@ -1,7 +1,7 @@
 //! `pipeline inspect`: what is in a cube, before running anything on it.
 
 use anyhow::{Context, Result};
-use ingest::{Cube, ReadConfig};
+use ingest::Cube;
 
 use crate::cli::InspectArgs;
 use crate::output::check_writable;
@@ -10,7 +10,7 @@ pub fn run(args: InspectArgs) -> Result<()> {
     if let Some(path) = &args.quicklook {
         check_writable(path, args.overwrite)?;
     }
-    let cube = Cube::open(&args.cube, &ReadConfig::default())
+    let cube = Cube::open(&args.cube, &args.read.config())
         .with_context(|| format!("opening cube {}", args.cube.display()))?;
     let d = cube
         .describe()

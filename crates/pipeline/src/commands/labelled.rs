@@ -47,7 +47,7 @@ pub fn label_source_names(args: &SamplesArgs) -> Vec<String> {
 /// Labelled samples from cubes with label rasters (`unit` applies) or from spectral tables.
 pub fn collect(args: &SamplesArgs, unit: Unit) -> Result<SpectralSamples> {
     if args.spectra.is_empty() {
-        collect_cubes(&args.cube, &args.labels, unit)
+        collect_cubes(&args.cube, &args.labels, unit, &args.read.config())
     } else {
         collect_tables(
             &args.spectra,
@@ -142,7 +142,12 @@ fn collect_tables(
 
 /// Samples of every (cube, labels) pair, all on the first cube's wavelengths and classes. Group ids
 /// are made unique across cubes.
-fn collect_cubes(cubes: &[PathBuf], labels: &[PathBuf], unit: Unit) -> Result<SpectralSamples> {
+fn collect_cubes(
+    cubes: &[PathBuf],
+    labels: &[PathBuf],
+    unit: Unit,
+    read: &ReadConfig,
+) -> Result<SpectralSamples> {
     if cubes.len() != labels.len() {
         bail!(
             "{} --cube but {} --labels: give one label raster per cube, in the same order",
@@ -152,7 +157,7 @@ fn collect_cubes(cubes: &[PathBuf], labels: &[PathBuf], unit: Unit) -> Result<Sp
     }
     let mut all: Option<SpectralSamples> = None;
     for (cube_path, label_path) in cubes.iter().zip(labels) {
-        let cube = Cube::open(cube_path, &ReadConfig::default())
+        let cube = Cube::open(cube_path, read)
             .with_context(|| format!("opening cube {}", cube_path.display()))?;
         let raster = read_label_raster(label_path)
             .with_context(|| format!("reading labels {}", label_path.display()))?;

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
 use domain::PredictionTable;
-use ingest::{find_plants, Cube, ReadConfig};
+use ingest::{find_plants, Cube};
 
 use super::device;
 use crate::cli::RunArgs;
@@ -14,7 +14,8 @@ use crate::output::check_writable;
 pub fn run(args: RunArgs) -> Result<()> {
     check_writable(&args.out, args.overwrite)?;
     let device = device(&args.device)?;
-    let cube = Cube::open(&args.cube, &ReadConfig::default())
+    let read_config = args.read.config();
+    let cube = Cube::open(&args.cube, &read_config)
         .with_context(|| format!("opening cube {}", args.cube.display()))?;
     let (model, model_name) = model_source::load(args.model.as_deref(), device)?;
     let resampler = cube
@@ -30,6 +31,16 @@ pub fn run(args: RunArgs) -> Result<()> {
     let plant_config = args.plants.config();
     let plants = find_plants(&cube, &plant_config)
         .with_context(|| format!("finding plants in {}", args.cube.display()))?;
+    if let Some((clipped, values)) = cube.calibration_counts() {
+        let message = format!(
+            "{clipped} of {values} calibrated values clipped to [0, {}]",
+            args.read.clip_max
+        );
+        if clipped > 0 {
+            tracing::warn!("{message}");
+        }
+        println!("calibration  {message}");
+    }
     let bands = model.card().axis.len();
     let mut spectra = Vec::with_capacity(plants.plants.len() * bands);
     for plant in &plants.plants {
@@ -61,6 +72,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         "field_id": field_id,
         "z_samples": args.z_samples,
         "plants": plant_config,
+        "read": read_config,
         "device": args.device.device,
     });
     report::write_predictions(
