@@ -60,7 +60,7 @@ impl CalibrationFrames {
         let white = mean_frame(&calibration.white, cube_data, samples, bands, block_bytes)?;
         let dark = mean_frame(&calibration.dark, cube_data, samples, bands, block_bytes)?;
         let span: Vec<f32> = white.iter().zip(&dark).map(|(w, d)| w - d).collect();
-        let dead = span.iter().filter(|&&s| !(s > 0.0)).count();
+        let dead = span.iter().filter(|&&s| s.is_nan() || s <= 0.0).count();
         if dead == span.len() {
             return Err(Error::invalid(
                 &calibration.white,
@@ -77,7 +77,7 @@ impl CalibrationFrames {
                 "detector elements (band x sample) with white <= dark: their reflectance is set to 0"
             );
         }
-        if !(calibration.clip_max > 0.0) {
+        if calibration.clip_max.is_nan() || calibration.clip_max <= 0.0 {
             return Err(Error::invalid(
                 &calibration.white,
                 format!("clip maximum {} must be positive", calibration.clip_max),
