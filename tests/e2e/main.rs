@@ -926,3 +926,93 @@ fn white_and_dark_references_calibrate_raw_counts() {
     ]);
     assert_same_calls(&read_parquet(&original), &read_parquet(&out));
 }
+
+/// field-b split into 3 x 2 plots by polygons with attributes, as GeoJSON, GeoPackage and
+/// Shapefile (converted by GDAL's ogr2ogr): one plant per plot, attributes as columns, the same
+/// rows from every format; and a plant-id raster.
+#[test]
+fn plants_from_plot_polygons_and_a_plant_id_raster() {
+    let dir = tempfile::tempdir().unwrap();
+    // field-b: 126 lines x 140 samples of 5 mm from (512010, 5350000), UTM 32N.
+    let (x0, y0, px) = (512_010.0, 5_350_000.0, 0.005);
+    let mut features = Vec::new();
+    for row in 0..2 {
+        for col in 0..3 {
+            let (a, b) = (x0 + col as f64 * 47.0 * px, y0 - row as f64 * 63.0 * px);
+            let (c, d) = (a + 46.0 * px, b - 62.0 * px);
+            features.push(format!(
+                r#"{{"type": "Feature", "properties": {{"plot": "R{row}C{col}", "genotype": {}, "x": 1.5}}, "geometry": {{"type": "Polygon", "coordinates": [[[{a}, {b}], [{c}, {b}], [{c}, {d}], [{a}, {d}], [{a}, {b}]]]}}}}"#,
+                100 + row * 3 + col
+            ));
+        }
+    }
+    let geojson = dir.path().join("plots.geojson");
+    std::fs::write(
+        &geojson,
+        format!(
+            r#"{{"type": "FeatureCollection", "crs": {{"type": "name", "properties": {{"name": "urn:ogc:def:crs:EPSG::32632"}}}}, "features": [{}]}}"#,
+            features.join(", ")
+        ),
+    )
+    .unwrap();
+    let gpkg = dir.path().join("plots.gpkg");
+    let shp = dir.path().join("plots.shp");
+    for (target, driver) in [(&gpkg, "GPKG"), (&shp, "ESRI Shapefile")] {
+        let status = Command::new("ogr2ogr")
+            .args(["-f", driver, s(target), s(&geojson)])
+            .status()
+            .unwrap();
+        assert!(status.success(), "ogr2ogr {driver}");
+    }
+    let mut tables = Vec::new();
+    for polygons in [&geojson, &gpkg, &shp] {
+        let out = dir.path().join(format!(
+            "{}.parquet",
+            polygons.extension().unwrap().to_string_lossy()
+        ));
+        ok(&[
+            "run",
+            "--cube",
+            s(&sample("field-b.hdr")),
+            "--polygons",
+            s(polygons),
+            "--out",
+            s(&out),
+        ]);
+        let table = read_parquet(&out);
+        let rows = table["rows"].as_array().unwrap();
+        assert_eq!(rows.len(), 6, "{}", polygons.display());
+        for (i, row) in rows.iter().enumerate() {
+            assert_eq!(row["plant_id"], i as u64 + 1);
+            assert_eq!(row["plot"], format!("R{}C{}", i / 3, i % 3));
+            assert_eq!(row["genotype"], 100 + i as u64);
+            // A polygon field named like a built-in column keeps its value under a prefix.
+            assert_eq!(row["polygon_x"], 1.5);
+            let x = row["x"].as_f64().unwrap();
+            let left = x0 + (i % 3) as f64 * 47.0 * px;
+            assert!(x > left && x < left + 46.0 * px, "plot {i}: x {x}");
+            assert!(row["pixel_count"].as_u64().unwrap() > 100);
+        }
+        tables.push(table["rows"].clone());
+    }
+    assert_eq!(tables[0], tables[1], "GeoJSON and GeoPackage");
+    assert_eq!(tables[0], tables[2], "GeoJSON and Shapefile");
+
+    // The ground-truth raster as a plant-id raster: one "plant" per class, each called as its class.
+    let out = dir.path().join("ids.parquet");
+    ok(&[
+        "run",
+        "--cube",
+        s(&sample("field-b.hdr")),
+        "--plant-ids",
+        s(&sample("field-b-labels.hdr")),
+        "--out",
+        s(&out),
+    ]);
+    let table = read_parquet(&out);
+    let rows = table["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 3);
+    for row in rows {
+        assert_eq!(row["plant_id"], row["predicted_label"], "{row}");
+    }
+}

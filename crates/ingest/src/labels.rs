@@ -31,23 +31,7 @@ pub fn read_label_raster(path: &Path) -> Result<LabelRaster> {
     let band = dataset
         .rasterband(1)
         .map_err(|e| Error::gdal(&files.data, "open band 1", e))?;
-    let values = band
-        .read_as::<f64>((0, 0), (samples, lines), (samples, lines), None)
-        .map_err(|e| Error::gdal(&files.data, "read the labels", e))?;
-    let mut codes = Vec::with_capacity(lines * samples);
-    for (i, &v) in values.data().iter().enumerate() {
-        if v < 0.0 || v.fract() != 0.0 || v > u32::MAX as f64 {
-            return Err(Error::invalid(
-                &files.data,
-                format!(
-                    "pixel (line {}, sample {}) has label {v}; labels are whole numbers >= 0",
-                    i / samples,
-                    i % samples
-                ),
-            ));
-        }
-        codes.push(v as u32);
-    }
+    let codes = read_whole_numbers(&band, &files.data, "label")?;
     let classes = match header
         .as_ref()
         .map(EnviHeader::classes)
@@ -234,4 +218,31 @@ pub fn pixel_spectra(
         }
     }
     Ok(spectra)
+}
+
+/// Band values as whole numbers >= 0 (labels, plant ids); anything else is an error naming the pixel.
+pub(crate) fn read_whole_numbers(
+    band: &gdal::raster::RasterBand<'_>,
+    path: &Path,
+    what: &str,
+) -> Result<Vec<u32>> {
+    let (samples, lines) = band.size();
+    let values = band
+        .read_as::<f64>((0, 0), (samples, lines), (samples, lines), None)
+        .map_err(|e| Error::gdal(path, &format!("read the {what}s"), e))?;
+    let mut codes = Vec::with_capacity(lines * samples);
+    for (i, &v) in values.data().iter().enumerate() {
+        if v < 0.0 || v.fract() != 0.0 || v > u32::MAX as f64 {
+            return Err(Error::invalid(
+                path,
+                format!(
+                    "pixel (line {}, sample {}) has {what} {v}; {what}s are whole numbers >= 0",
+                    i / samples,
+                    i % samples
+                ),
+            ));
+        }
+        codes.push(v as u32);
+    }
+    Ok(codes)
 }

@@ -16,6 +16,7 @@ mod labels;
 mod locate;
 mod morphology;
 mod plants;
+mod polygons;
 mod raster_io;
 mod write;
 
@@ -32,4 +33,5 @@ pub use plants::{
     find_plants, index_raster, region_spectra, resolve_threshold, vegetation_mask, AutoThreshold,
     PlantConfig, RegionIds, Threshold, VegetationIndex,
 };
+pub use polygons::{plants_from_id_raster, plants_from_polygons};
 pub use write::{write_envi_cube, write_envi_labels, write_geotiff_cube, write_geotiff_labels};

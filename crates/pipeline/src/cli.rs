@@ -67,6 +67,14 @@ pub struct PlantArgs {
     /// Regions larger than this many pixels are not plants (default: no limit).
     #[arg(long)]
     pub max_area_px: Option<u64>,
+    /// Plants from plant or plot polygons (GeoJSON, Shapefile, GeoPackage; reprojected into the
+    /// cube's CRS): each polygon's vegetation pixels make one plant, its attributes become columns.
+    #[arg(long, value_name = "FILE", conflicts_with = "plant_ids")]
+    pub polygons: Option<PathBuf>,
+    /// Plants from a plant-id raster of the cube's size (pixel value = plant id, 0 = none; no
+    /// vegetation mask applied).
+    #[arg(long, value_name = "RASTER")]
+    pub plant_ids: Option<PathBuf>,
 }
 
 /// Vegetation index of the mask.
@@ -77,6 +85,15 @@ pub enum Index {
 }
 
 impl PlantArgs {
+    /// The plants of `cube`, by the way these arguments choose.
+    pub fn find(&self, cube: &ingest::Cube) -> ingest::Result<domain::PlantSet> {
+        match (&self.polygons, &self.plant_ids) {
+            (Some(polygons), _) => ingest::plants_from_polygons(cube, &self.config(), polygons),
+            (None, Some(ids)) => ingest::plants_from_id_raster(cube, ids),
+            (None, None) => ingest::find_plants(cube, &self.config()),
+        }
+    }
+
     pub fn config(&self) -> ingest::PlantConfig {
         ingest::PlantConfig {
             index: match self.index {

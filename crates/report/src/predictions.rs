@@ -123,14 +123,13 @@ fn build_frame(table: &PredictionTable, path: &Path) -> Result<DataFrame> {
         Column::new("beta".into(), vec![table.beta; n]),
     ]);
     for (a, (name, kind)) in table.attributes.iter().enumerate() {
-        if columns.iter().any(|c| c.name().as_str() == name) {
-            return Err(Error::Invalid {
-                path: path.into(),
-                message: format!(
-                    "polygon attribute '{name}' has the name of a built-in column; rename it"
-                ),
-            });
-        }
+        // A polygon field named like a built-in column (x, y, plant_id, ...) is kept as polygon_<name>.
+        let name = if columns.iter().any(|c| c.name().as_str() == name) {
+            format!("polygon_{name}")
+        } else {
+            name.clone()
+        };
+        let name = name.as_str();
         let value = |i: usize| plants[i].attributes.get(a).unwrap_or(&AttributeValue::Null);
         let column = match kind {
             AttributeType::Integer => Column::new(

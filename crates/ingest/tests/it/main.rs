@@ -6,6 +6,7 @@
 mod calibration;
 mod labels;
 mod plants;
+mod polygons;
 mod reader;
 
 use std::path::{Path, PathBuf};

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
 use domain::PredictionTable;
-use ingest::{find_plants, Cube};
+use ingest::Cube;
 
 use super::device;
 use crate::cli::RunArgs;
@@ -29,7 +29,9 @@ pub fn run(args: RunArgs) -> Result<()> {
             )
         })?;
     let plant_config = args.plants.config();
-    let plants = find_plants(&cube, &plant_config)
+    let plants = args
+        .plants
+        .find(&cube)
         .with_context(|| format!("finding plants in {}", args.cube.display()))?;
     if let Some((clipped, values)) = cube.calibration_counts() {
         let message = format!(
@@ -72,6 +74,8 @@ pub fn run(args: RunArgs) -> Result<()> {
         "field_id": field_id,
         "z_samples": args.z_samples,
         "plants": plant_config,
+        "polygons": args.plants.polygons.as_ref().map(|p| p.display().to_string()),
+        "plant_ids": args.plants.plant_ids.as_ref().map(|p| p.display().to_string()),
         "read": read_config,
         "device": args.device.device,
     });
