@@ -11,6 +11,7 @@ use crate::envi_header::EnviHeader;
 use crate::error::{Error, Result};
 use crate::locate::{locate, RasterFiles};
 use crate::raster_io::read_block_f32;
+use crate::raw_envi::RawEnvi;
 
 /// How reading is done; owned by this crate, filled in by the caller.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -23,6 +24,19 @@ pub struct ReadConfig {
     pub wavelengths: Option<PathBuf>,
     /// Raw cube to reflectance with white and dark references.
     pub calibration: Option<Calibration>,
+    /// How ENVI pixels are read (metadata always comes from the header and GDAL).
+    pub envi_reader: EnviReader,
+}
+
+/// The reader of ENVI pixel data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EnviReader {
+    /// Positioned reads and our own decoding (all data types, fastest).
+    #[default]
+    Raw,
+    /// GDAL's ENVI driver (data types 1-5, 12, 13 in GDAL 3.6).
+    Gdal,
 }
 
 impl Default for ReadConfig {
@@ -32,6 +46,7 @@ impl Default for ReadConfig {
             block_bytes: 64 << 20,
             wavelengths: None,
             calibration: None,
+            envi_reader: EnviReader::Raw,
         }
     }
 }
@@ -55,7 +70,10 @@ pub struct Cube {
     ignore_value: Option<f64>,
     files: RasterFiles,
     header: Option<EnviHeader>,
-    dataset: gdal::Dataset,
+    /// GDAL's view of the file; absent for ENVI files GDAL cannot open (64-bit integer types).
+    dataset: Option<gdal::Dataset>,
+    /// Direct reader of ENVI data, when used.
+    raw: Option<RawEnvi>,
     format: CubeFormat,
     lines: usize,
     samples: usize,
@@ -85,16 +103,36 @@ impl Cube {
         route_gdal_messages();
         let mut files = locate(path)?;
         let mut header = files.header.as_deref().map(EnviHeader::read).transpose()?;
-        let dataset = gdal::Dataset::open(&files.data)
-            .map_err(|e| Error::gdal(&files.data, "open the raster", e))?;
-        let (samples, lines) = dataset.raster_size();
-        let bands = dataset.raster_count();
-        let driver = dataset.driver().short_name();
-        let format = match driver.as_str() {
-            "ENVI" => CubeFormat::Envi,
-            "GTiff" => CubeFormat::GeoTiff,
-            _ => CubeFormat::Other,
+        let is_tiff = files
+            .data
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("tif") || e.eq_ignore_ascii_case("tiff"));
+        let dataset = match gdal::Dataset::open(&files.data) {
+            Ok(dataset) => Some(dataset),
+            // GDAL 3.6's ENVI driver refuses data types 14 and 15: our reader takes them.
+            Err(e) if header.is_some() && !is_tiff => {
+                tracing::warn!(data = %files.data.display(), error = %e, "gdal cannot open this ENVI file: pixels read directly, without georeference");
+                None
+            }
+            Err(e) => return Err(Error::gdal(&files.data, "open the raster", e)),
         };
+        let format = match (dataset.as_ref().map(|d| d.driver().short_name()), &header) {
+            (Some(driver), _) if driver == "ENVI" => CubeFormat::Envi,
+            (Some(driver), _) if driver == "GTiff" => CubeFormat::GeoTiff,
+            (Some(_), _) => CubeFormat::Other,
+            (None, _) => CubeFormat::Envi,
+        };
+        let (samples, lines, bands) = match (&dataset, &header, format) {
+            (_, Some(h), CubeFormat::Envi) => (h.samples()?, h.lines()?, h.bands()?),
+            (Some(d), _, _) => {
+                let (samples, lines) = d.raster_size();
+                (samples, lines, d.raster_count())
+            }
+            (None, _, _) => unreachable!("no dataset only for ENVI"),
+        };
+        let driver = dataset
+            .as_ref()
+            .map_or_else(|| "raw ENVI".to_string(), |d| d.driver().short_name());
         if lines == 0 || samples == 0 || bands == 0 {
             return Err(Error::invalid(
                 &files.data,
@@ -104,20 +142,43 @@ impl Cube {
         let mut cube_gain = 1.0;
         let mut cube_offset = 0.0;
         let mut interleave = None;
-        let (wavelengths, fwhm) = match (header.clone(), format) {
-            (Some(h), CubeFormat::Envi) => {
-                check_envi_geometry(&h, &files.data, lines, samples, bands)?;
+        let mut raw = None;
+        let (wavelengths, fwhm) = match (header.clone(), format, &dataset) {
+            (Some(h), CubeFormat::Envi, _) => {
+                if let Some(d) = &dataset {
+                    let (gdal_samples, gdal_lines) = d.raster_size();
+                    check_envi_geometry(
+                        &h,
+                        &files.data,
+                        gdal_lines,
+                        gdal_samples,
+                        d.raster_count(),
+                    )?;
+                } else {
+                    check_envi_geometry(&h, &files.data, lines, samples, bands)?;
+                }
                 interleave = Some(h.interleave()?);
+                if dataset.is_none() || config.envi_reader == EnviReader::Raw {
+                    raw = Some(RawEnvi::open(
+                        &files.data,
+                        h.header_offset()?.unwrap_or(0),
+                        (lines, samples, bands),
+                        h.interleave()?,
+                        h.data_type()?,
+                        h.big_endian()?.unwrap_or(false),
+                    )?);
+                }
                 if let Some(factor) = h.reflectance_scale_factor()? {
                     cube_gain = 1.0 / factor;
                 }
                 (h.wavelengths_nm(bands)?, h.fwhm_nm(bands)?)
             }
-            _ => {
-                let (gain, offset) = band_scale(&dataset, &files.data)?;
+            (_, _, None) => unreachable!("no dataset only for ENVI"),
+            (_, _, Some(dataset)) => {
+                let (gain, offset) = band_scale(dataset, &files.data)?;
                 cube_gain = gain;
                 cube_offset = offset;
-                match band_wavelengths(&dataset, &files.data, bands)? {
+                match band_wavelengths(dataset, &files.data, bands)? {
                     (Some(w), f) => {
                         // The band metadata has the wavelengths: a `.hdr` beside the file is not
                         // this raster's (e.g. the ENVI copy of the same scan).
@@ -180,9 +241,12 @@ impl Cube {
         })?;
         let ignore_value = match &header {
             Some(h) => h.data_ignore_value()?,
-            None => dataset.rasterband(1).ok().and_then(|b| b.no_data_value()),
+            None => dataset
+                .as_ref()
+                .and_then(|d| d.rasterband(1).ok())
+                .and_then(|b| b.no_data_value()),
         };
-        let georeference = georeference(&dataset);
+        let georeference = dataset.as_ref().and_then(georeference);
         let calibration = config
             .calibration
             .as_ref()
@@ -201,6 +265,7 @@ impl Cube {
             files,
             header,
             dataset,
+            raw,
             format,
             lines,
             samples,
@@ -227,8 +292,9 @@ impl Cube {
         self.header.as_ref()
     }
 
-    pub(crate) fn dataset(&self) -> &gdal::Dataset {
-        &self.dataset
+    /// GDAL's dataset, absent for ENVI files GDAL cannot open.
+    pub(crate) fn dataset(&self) -> Option<&gdal::Dataset> {
+        self.dataset.as_ref()
     }
 
     /// The no-data marker as reflectance (as it appears in blocks read), when the cube has one.
@@ -325,14 +391,18 @@ impl Cube {
             }
         };
         let bands = mapped.as_deref().or(bands);
-        read_block_f32(
-            &self.dataset,
-            &self.files.data,
-            first_line,
-            line_count,
-            bands,
-            buffer,
-        )?;
+        match (&self.raw, &self.dataset) {
+            (Some(raw), _) => raw.read_block(first_line, line_count, bands, buffer)?,
+            (None, Some(dataset)) => read_block_f32(
+                dataset,
+                &self.files.data,
+                first_line,
+                line_count,
+                bands,
+                buffer,
+            )?,
+            (None, None) => unreachable!("a cube has a reader"),
+        }
         if let Some(frames) = &self.calibration {
             // Stored values against the references: any scale factor cancels in the ratio.
             let plane = line_count * self.samples;

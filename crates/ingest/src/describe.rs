@@ -38,7 +38,8 @@ impl Cube {
     pub fn describe(&self) -> Result<CubeDescription> {
         let dataset = self.dataset();
         let band = dataset
-            .rasterband(1)
+            .map(|d| d.rasterband(1))
+            .transpose()
             .map_err(|e| Error::gdal(self.data_path(), "open band 1", e))?;
         let header = self.header();
         let byte_order = match (self.format(), header) {
@@ -53,7 +54,7 @@ impl Cube {
             _ => None,
         };
         let bad_bands = match header {
-            Some(h) => h.number_list("bbl", dataset.raster_count())?.map(|bbl| {
+            Some(h) => h.number_list("bbl", h.bands()?)?.map(|bbl| {
                 bbl.iter()
                     .enumerate()
                     .filter(|(_, v)| **v == 0.0)
@@ -69,7 +70,7 @@ impl Cube {
         };
         let data_ignore_value = match header {
             Some(h) => h.data_ignore_value()?,
-            None => band.no_data_value(),
+            None => band.as_ref().and_then(|b| b.no_data_value()),
         };
         let sorted = self.axis().wavelength_nm().windows(2).all(|w| w[0] <= w[1]);
         let (lo, hi) = self.axis().range_nm();
@@ -77,11 +78,17 @@ impl Cube {
         Ok(CubeDescription {
             data_path: self.data_path().display().to_string(),
             header_path: self.header_path().map(|p| p.display().to_string()),
-            driver: dataset.driver().short_name(),
+            driver: dataset.map_or_else(
+                || "ENVI (read directly; GDAL cannot open it)".to_string(),
+                |d| d.driver().short_name(),
+            ),
             lines: self.lines(),
             samples: self.samples(),
             bands: self.bands(),
-            data_type: band.band_type().name(),
+            data_type: match (self.format(), header) {
+                (CubeFormat::Envi, Some(h)) => envi_type_name(h.data_type()?).to_string(),
+                _ => band.map_or_else(|| "unknown".into(), |b| b.band_type().name()),
+            },
             interleave: self
                 .interleave()
                 .map(|i: Interleave| i.as_str().to_string()),
@@ -171,5 +178,21 @@ impl Cube {
             })
             .collect();
         Ok((width, height, rgb))
+    }
+}
+
+/// GDAL's name of an ENVI data type code.
+fn envi_type_name(code: u32) -> &'static str {
+    match code {
+        1 => "UInt8",
+        2 => "Int16",
+        3 => "Int32",
+        4 => "Float32",
+        5 => "Float64",
+        12 => "UInt16",
+        13 => "UInt32",
+        14 => "Int64",
+        15 => "UInt64",
+        _ => "unknown",
     }
 }

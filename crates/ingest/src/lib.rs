@@ -18,11 +18,12 @@ mod morphology;
 mod plants;
 mod polygons;
 mod raster_io;
+mod raw_envi;
 mod write;
 
 pub use calibration::{read_wavelength_file, Calibration};
 pub use components::{label_components, Components};
-pub use cube::{Cube, CubeFormat, ReadConfig};
+pub use cube::{Cube, CubeFormat, EnviReader, ReadConfig};
 pub use describe::CubeDescription;
 pub use envi_header::EnviHeader;
 pub use error::{Error, Result};

@@ -43,7 +43,12 @@ pub fn plants_from_polygons(cube: &Cube, config: &PlantConfig, path: &Path) -> R
             (f.name(), kind)
         })
         .collect();
-    let dataset = cube.dataset();
+    let Some(dataset) = cube.dataset() else {
+        return Err(Error::invalid(
+            cube.data_path(),
+            "GDAL cannot open this cube, so its georeference is unknown: polygons cannot be placed on it",
+        ));
+    };
     let transform = dataset.geo_transform().map_err(|_| {
         Error::invalid(
             cube.data_path(),

@@ -1,4 +1,4 @@
-use ingest::{Cube, CubeFormat, ReadConfig};
+use ingest::{Cube, CubeFormat, EnviReader, ReadConfig};
 
 use crate::{read_all, real_cubes, wavelength_field, write_envi_by_hand};
 
@@ -7,28 +7,68 @@ fn value(b: usize, l: usize, s: usize) -> f64 {
     (b * 1000 + l * 37 + s * 3) as f64 % 30000.0
 }
 
+/// Each ENVI data type in both byte orders: (name, data type, byte order, encoder, signed).
+type Encoder = fn(f64) -> Vec<u8>;
+const ENCODINGS: [(&str, u32, u8, Encoder, bool); 17] = [
+    ("u8", 1, 0, |v| vec![(v as u32 % 251) as u8], false),
+    ("i16le", 2, 0, |v| (v as i16).to_le_bytes().to_vec(), true),
+    ("i16be", 2, 1, |v| (v as i16).to_be_bytes().to_vec(), true),
+    ("i32le", 3, 0, |v| (v as i32).to_le_bytes().to_vec(), true),
+    ("i32be", 3, 1, |v| (v as i32).to_be_bytes().to_vec(), true),
+    ("f32le", 4, 0, |v| (v as f32).to_le_bytes().to_vec(), true),
+    ("f32be", 4, 1, |v| (v as f32).to_be_bytes().to_vec(), true),
+    ("f64le", 5, 0, |v| v.to_le_bytes().to_vec(), true),
+    ("f64be", 5, 1, |v| v.to_be_bytes().to_vec(), true),
+    ("u16le", 12, 0, |v| (v as u16).to_le_bytes().to_vec(), false),
+    ("u16be", 12, 1, |v| (v as u16).to_be_bytes().to_vec(), false),
+    ("u32le", 13, 0, |v| (v as u32).to_le_bytes().to_vec(), false),
+    ("u32be", 13, 1, |v| (v as u32).to_be_bytes().to_vec(), false),
+    ("i64le", 14, 0, |v| (v as i64).to_le_bytes().to_vec(), true),
+    ("i64be", 14, 1, |v| (v as i64).to_be_bytes().to_vec(), true),
+    ("u64le", 15, 0, |v| (v as u64).to_le_bytes().to_vec(), false),
+    ("u64be", 15, 1, |v| (v as u64).to_be_bytes().to_vec(), false),
+];
+
+/// The value written for `(b, l, s)` in an encoding: negative ones for signed types, u8 wrapped.
+fn expected(name: &str, signed: bool, b: usize, l: usize, s: usize) -> f64 {
+    match (name, signed) {
+        ("u8", _) => (value(b, l, s) as u32 % 251) as f64,
+        (_, true) => value(b, l, s) - 1500.0,
+        (_, false) => value(b, l, s),
+    }
+}
+
+/// Every interleave x data type x byte order, half of them behind a `header offset`, against
+/// bytes written by hand.
 #[test]
 fn every_interleave_byte_order_and_type_reads_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let shape = (7, 5, 4);
-    type Encoder = fn(f64) -> Vec<u8>;
-    let encodings: [(&str, u32, u8, Encoder); 6] = [
-        ("u16le", 12, 0, |v| (v as u16).to_le_bytes().to_vec()),
-        ("u16be", 12, 1, |v| (v as u16).to_be_bytes().to_vec()),
-        ("i16le", 2, 0, |v| (v as i16).to_le_bytes().to_vec()),
-        ("f32le", 4, 0, |v| (v as f32).to_le_bytes().to_vec()),
-        ("f32be", 4, 1, |v| (v as f32).to_be_bytes().to_vec()),
-        ("f64le", 5, 0, |v| v.to_le_bytes().to_vec()),
-    ];
     for interleave in ["bsq", "bil", "bip"] {
-        for (label, data_type, byte_order, encode) in encodings {
+        for (index, (label, data_type, byte_order, encode, signed)) in
+            ENCODINGS.into_iter().enumerate()
+        {
             let name = format!("{interleave}-{label}");
+            let offset = if index % 2 == 1 { 33 } else { 0 };
             let extra = format!(
-                "data type = {data_type}\nbyte order = {byte_order}\n{}",
+                "data type = {data_type}\nbyte order = {byte_order}\nheader offset = {offset}\n{}",
                 wavelength_field(4, 500.0, 100.0)
             );
-            let hdr =
-                write_envi_by_hand(dir.path(), &name, shape, interleave, &extra, encode, value);
+            let hdr = write_envi_by_hand(
+                dir.path(),
+                &name,
+                shape,
+                interleave,
+                &extra,
+                encode,
+                |b, l, s| expected(label, signed, b, l, s),
+            );
+            if offset > 0 {
+                let data = dir.path().join(format!("{name}.img"));
+                let mut bytes = vec![0xAB; offset];
+                bytes.extend(std::fs::read(&data).unwrap());
+                std::fs::write(&data, bytes).unwrap();
+            }
             // Small blocks, so several block reads are exercised.
             let cube = Cube::open(
                 &hdr,
@@ -37,7 +77,7 @@ fn every_interleave_byte_order_and_type_reads_exactly() {
                     ..ReadConfig::default()
                 },
             )
-            .unwrap();
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
             assert_eq!((cube.lines(), cube.samples(), cube.bands()), shape);
             assert_eq!(cube.block_lines(), 3);
             let all = read_all(&cube);
@@ -46,11 +86,32 @@ fn every_interleave_byte_order_and_type_reads_exactly() {
                     for s in 0..5 {
                         assert_eq!(
                             all[(b * 7 + l) * 5 + s] as f64,
-                            value(b, l, s),
+                            expected(label, signed, b, l, s),
                             "{name} band {b} line {l} sample {s}"
                         );
                     }
                 }
+            }
+            // GDAL's ENVI driver (types up to 13 in GDAL 3.6) reads the same values, also for
+            // band subsets.
+            if data_type <= 13 {
+                let gdal = Cube::open(
+                    &hdr,
+                    &ReadConfig {
+                        block_bytes: 4 * 5 * 4 * 2,
+                        envi_reader: EnviReader::Gdal,
+                        ..ReadConfig::default()
+                    },
+                )
+                .unwrap();
+                assert_eq!(read_all(&gdal), all, "{name}: raw and GDAL readers");
+                let (mut a, mut b) = (Vec::new(), Vec::new());
+                cube.read_block_of_bands(2, 4, Some(&[3, 1]), &mut a)
+                    .unwrap();
+                gdal.read_block_of_bands(2, 4, Some(&[3, 1]), &mut b)
+                    .unwrap();
+                assert_eq!(a, b, "{name}: band subset");
+                assert_eq!(a[0] as f64, expected(label, signed, 3, 2, 0));
             }
         }
     }
@@ -242,4 +303,49 @@ fn bad_bands_are_dropped_and_no_data_pixels_are_not_plants() {
     let description = cube.describe().unwrap();
     assert_eq!(description.bad_bands, Some(vec![1]));
     assert_eq!(description.data_ignore_value, Some(-9999.0));
+}
+
+/// A few bands of a wide BIL cube are read segment by segment: same values as GDAL.
+#[test]
+fn few_bands_of_a_bil_cube() {
+    let dir = tempfile::tempdir().unwrap();
+    let extra = format!(
+        "data type = 12\nbyte order = 1\nheader offset = 5\n{}",
+        wavelength_field(9, 400.0, 50.0)
+    );
+    let hdr = write_envi_by_hand(
+        dir.path(),
+        "wide",
+        (6, 3, 9),
+        "bil",
+        &extra,
+        |v| (v as u16).to_be_bytes().to_vec(),
+        value,
+    );
+    let data = dir.path().join("wide.img");
+    let mut bytes = vec![0u8; 5];
+    bytes.extend(std::fs::read(&data).unwrap());
+    std::fs::write(&data, bytes).unwrap();
+    let raw = Cube::open(&hdr, &ReadConfig::default()).unwrap();
+    let gdal = Cube::open(
+        &hdr,
+        &ReadConfig {
+            envi_reader: EnviReader::Gdal,
+            ..ReadConfig::default()
+        },
+    )
+    .unwrap();
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    raw.read_block_of_bands(1, 4, Some(&[7, 2]), &mut a)
+        .unwrap();
+    gdal.read_block_of_bands(1, 4, Some(&[7, 2]), &mut b)
+        .unwrap();
+    assert_eq!(a, b);
+    for (i, band) in [7, 2].into_iter().enumerate() {
+        for l in 0..4 {
+            for s in 0..3 {
+                assert_eq!(a[(i * 4 + l) * 3 + s] as f64, value(band, l + 1, s));
+            }
+        }
+    }
 }
