@@ -391,16 +391,28 @@ impl Cube {
             }
         };
         let bands = mapped.as_deref().or(bands);
+        // Calibration works on stored values; otherwise the scale is applied while decoding.
+        let scale = if self.calibration.is_some() {
+            (1.0, 0.0)
+        } else {
+            (self.gain as f32, self.offset as f32)
+        };
         match (&self.raw, &self.dataset) {
-            (Some(raw), _) => raw.read_block(first_line, line_count, bands, buffer)?,
-            (None, Some(dataset)) => read_block_f32(
-                dataset,
-                &self.files.data,
-                first_line,
-                line_count,
-                bands,
-                buffer,
-            )?,
+            (Some(raw), _) => raw.read_block(first_line, line_count, bands, scale, buffer)?,
+            (None, Some(dataset)) => {
+                read_block_f32(
+                    dataset,
+                    &self.files.data,
+                    first_line,
+                    line_count,
+                    bands,
+                    buffer,
+                )?;
+                if scale != (1.0, 0.0) {
+                    let (gain, offset) = scale;
+                    buffer.iter_mut().for_each(|v| *v = *v * gain + offset);
+                }
+            }
             (None, None) => unreachable!("a cube has a reader"),
         }
         if let Some(frames) = &self.calibration {
@@ -412,10 +424,6 @@ impl Cube {
                 frames.apply(file_band, values, ignore);
             }
             return Ok(());
-        }
-        if self.gain != 1.0 || self.offset != 0.0 {
-            let (gain, offset) = (self.gain as f32, self.offset as f32);
-            buffer.iter_mut().for_each(|v| *v = *v * gain + offset);
         }
         Ok(())
     }

@@ -245,7 +245,7 @@ pub enum RegionIds {
     Keys,
 }
 
-/// Per-region sums, filled block by block.
+/// Per-region sums, filled block by block; spectra band-major (band b of region r at b * n + r).
 struct Accumulator {
     bands: usize,
     sums: Vec<f64>,
@@ -285,6 +285,8 @@ pub fn region_spectra(cube: &Cube, components: &Components, ids: RegionIds) -> R
         ],
     };
     let mut buffer = Vec::new();
+    // (first offset, length, region) of runs of one region in the block.
+    let mut runs: Vec<(u32, u32, u32)> = Vec::new();
     for (first, count) in cube.blocks() {
         let regions = &components.region_of_pixel[first * samples..(first + count) * samples];
         if regions.iter().all(|&r| r == 0) {
@@ -292,11 +294,23 @@ pub fn region_spectra(cube: &Cube, components: &Components, ids: RegionIds) -> R
         }
         cube.read_block(first, count, &mut buffer)?;
         let plane = count * samples;
+        runs.clear();
         for (offset, &region) in regions.iter().enumerate() {
             if region == 0 {
                 continue;
             }
             let r = region as usize - 1;
+            // Runs of one region along a line: summed below in registers.
+            match runs.last_mut() {
+                Some(run)
+                    if run.2 == r as u32
+                        && (run.0 + run.1) as usize == offset
+                        && offset % samples != 0 =>
+                {
+                    run.1 += 1;
+                }
+                _ => runs.push((offset as u32, 1, r as u32)),
+            }
             let (row, col) = ((first + offset / samples) as u32, (offset % samples) as u32);
             acc.row_sums[r] += f64::from(row);
             acc.col_sums[r] += f64::from(col);
@@ -305,13 +319,6 @@ pub fn region_spectra(cube: &Cube, components: &Components, ids: RegionIds) -> R
             b.row_max = b.row_max.max(row);
             b.col_min = b.col_min.min(col);
             b.col_max = b.col_max.max(col);
-            let sum = &mut acc.sums[r * bands..(r + 1) * bands];
-            let square = &mut acc.squares[r * bands..(r + 1) * bands];
-            for (band, (s, q)) in sum.iter_mut().zip(square.iter_mut()).enumerate() {
-                let v = f64::from(buffer[band * plane + offset]);
-                *s += v;
-                *q += v * v;
-            }
             if let Some((red, nir)) = ndvi_bands {
                 let (red, nir) = (buffer[red * plane + offset], buffer[nir * plane + offset]);
                 let no_data = ignore.is_some_and(|i| red == i || nir == i);
@@ -321,17 +328,34 @@ pub fn region_spectra(cube: &Cube, components: &Components, ids: RegionIds) -> R
                 }
             }
         }
+        // Band by band: each plane is read in order and its region sums (band-major) stay in cache.
+        for band in 0..bands {
+            let values = &buffer[band * plane..(band + 1) * plane];
+            let sums = &mut acc.sums[band * n..(band + 1) * n];
+            let squares = &mut acc.squares[band * n..(band + 1) * n];
+            for &(start, len, r) in &runs {
+                let (mut s, mut q) = (0f64, 0f64);
+                for &v in &values[start as usize..(start + len) as usize] {
+                    let v = f64::from(v);
+                    s += v;
+                    q += v * v;
+                }
+                sums[r as usize] += s;
+                squares[r as usize] += q;
+            }
+        }
     }
     let georeference = cube.georeference();
     Ok((0..n)
         .map(|r| {
             let count = components.sizes[r] as f64;
-            let range = r * acc.bands..(r + 1) * acc.bands;
-            let mean: Vec<f64> = acc.sums[range.clone()].iter().map(|s| s / count).collect();
-            let std = acc.squares[range]
-                .iter()
+            // Sums are band-major: band b of region r at b * n + r.
+            let mean: Vec<f64> = (0..acc.bands)
+                .map(|b| acc.sums[b * n + r] / count)
+                .collect();
+            let std = (0..acc.bands)
                 .zip(&mean)
-                .map(|(q, m)| ((q / count - m * m).max(0.0).sqrt()) as f32)
+                .map(|(b, m)| ((acc.squares[b * n + r] / count - m * m).max(0.0).sqrt()) as f32)
                 .collect();
             let (centroid_row, centroid_col) = (acc.row_sums[r] / count, acc.col_sums[r] / count);
             let map = georeference.map(|g| g.map_xy(centroid_row + 0.5, centroid_col + 0.5));

@@ -50,38 +50,97 @@ decoder!(I64Be, i64, 8, from_be_bytes);
 decoder!(U64Le, u64, 8, from_le_bytes);
 decoder!(U64Be, u64, 8, from_be_bytes);
 
-/// Values at `start, start + step, ...` of `src` (in values) into `dst`.
-fn gather<D: Decode>(src: &[u8], start: usize, step: usize, dst: &mut [f32]) {
-    for (k, d) in dst.iter_mut().enumerate() {
-        let at = (start + k * step) * D::SIZE;
-        *d = D::get(&src[at..at + D::SIZE]);
+/// Values at `start, start + step, ...` of `src` (in values) into `dst`, as value * gain + offset.
+fn gather<D: Decode>(
+    src: &[u8],
+    start: usize,
+    step: usize,
+    dst: &mut [f32],
+    (gain, offset): (f32, f32),
+) {
+    if step == 1 {
+        let bytes = &src[start * D::SIZE..(start + dst.len()) * D::SIZE];
+        for (d, b) in dst.iter_mut().zip(bytes.chunks_exact(D::SIZE)) {
+            *d = D::get(b) * gain + offset;
+        }
+        return;
+    }
+    let stride = step * D::SIZE;
+    let bytes = &src[start * D::SIZE..];
+    for (d, b) in dst.iter_mut().zip(bytes.chunks(stride)) {
+        *d = D::get(b) * gain + offset;
     }
 }
 
-type Gather = fn(&[u8], usize, usize, &mut [f32]);
+type Gather = fn(&[u8], usize, usize, &mut [f32], (f32, f32));
 
-fn gather_for(data_type: u32, big_endian: bool) -> Option<(Gather, usize)> {
-    let g: (Gather, usize) = match (data_type, big_endian) {
-        (1, _) => (gather::<U8>, 1),
-        (2, false) => (gather::<I16Le>, 2),
-        (2, true) => (gather::<I16Be>, 2),
-        (3, false) => (gather::<I32Le>, 4),
-        (3, true) => (gather::<I32Be>, 4),
-        (4, false) => (gather::<F32Le>, 4),
-        (4, true) => (gather::<F32Be>, 4),
-        (5, false) => (gather::<F64Le>, 8),
-        (5, true) => (gather::<F64Be>, 8),
-        (12, false) => (gather::<U16Le>, 2),
-        (12, true) => (gather::<U16Be>, 2),
-        (13, false) => (gather::<U32Le>, 4),
-        (13, true) => (gather::<U32Be>, 4),
-        (14, false) => (gather::<I64Le>, 8),
-        (14, true) => (gather::<I64Be>, 8),
-        (15, false) => (gather::<U64Le>, 8),
-        (15, true) => (gather::<U64Be>, 8),
+/// Band-interleaved pixels `src` (each `total_bands` values) to band-sequential planes: value of
+/// pixel p, `bands[i]` to `dst[i * plane + at + p]`. Pixel by pixel: each pixel's values are
+/// read in order and every band's plane is written in order.
+#[allow(clippy::too_many_arguments)]
+fn transpose<D: Decode>(
+    src: &[u8],
+    total_bands: usize,
+    bands: &[usize],
+    dst: &mut [f32],
+    plane: usize,
+    at: usize,
+    pixels: usize,
+    (gain, offset): (f32, f32),
+) {
+    for p in 0..pixels {
+        let pixel = &src[p * total_bands * D::SIZE..(p + 1) * total_bands * D::SIZE];
+        for (i, &band) in bands.iter().enumerate() {
+            dst[i * plane + at + p] = D::get(&pixel[band * D::SIZE..]) * gain + offset;
+        }
+    }
+}
+
+type Transpose = fn(&[u8], usize, &[usize], &mut [f32], usize, usize, usize, (f32, f32));
+
+/// The decoding kernels of one on-disk value type.
+#[derive(Clone, Copy)]
+struct Kernels {
+    gather: Gather,
+    transpose: Transpose,
+    size: usize,
+}
+
+impl std::fmt::Debug for Kernels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Kernels({} bytes)", self.size)
+    }
+}
+
+fn kernels<D: Decode>() -> Kernels {
+    Kernels {
+        gather: gather::<D>,
+        transpose: transpose::<D>,
+        size: D::SIZE,
+    }
+}
+
+fn kernels_for(data_type: u32, big_endian: bool) -> Option<Kernels> {
+    Some(match (data_type, big_endian) {
+        (1, _) => kernels::<U8>(),
+        (2, false) => kernels::<I16Le>(),
+        (2, true) => kernels::<I16Be>(),
+        (3, false) => kernels::<I32Le>(),
+        (3, true) => kernels::<I32Be>(),
+        (4, false) => kernels::<F32Le>(),
+        (4, true) => kernels::<F32Be>(),
+        (5, false) => kernels::<F64Le>(),
+        (5, true) => kernels::<F64Be>(),
+        (12, false) => kernels::<U16Le>(),
+        (12, true) => kernels::<U16Be>(),
+        (13, false) => kernels::<U32Le>(),
+        (13, true) => kernels::<U32Be>(),
+        (14, false) => kernels::<I64Le>(),
+        (14, true) => kernels::<I64Be>(),
+        (15, false) => kernels::<U64Le>(),
+        (15, true) => kernels::<U64Be>(),
         _ => return None,
-    };
-    Some(g)
+    })
 }
 
 /// Pixels of a BIP block transposed per tile of this many pixels, so a tile's bytes stay in cache
@@ -99,7 +158,7 @@ pub(crate) struct RawEnvi {
     bands: usize,
     interleave: Interleave,
     value_bytes: usize,
-    gather: Gather,
+    kernels: Kernels,
     scratch: Mutex<Vec<u8>>,
 }
 
@@ -113,7 +172,7 @@ impl RawEnvi {
         data_type: u32,
         big_endian: bool,
     ) -> Result<Self> {
-        let (gather, value_bytes) = gather_for(data_type, big_endian).ok_or_else(|| {
+        let kernels = kernels_for(data_type, big_endian).ok_or_else(|| {
             Error::invalid(
                 path,
                 format!("data type {data_type} cannot be read as spectra"),
@@ -128,8 +187,8 @@ impl RawEnvi {
             samples,
             bands,
             interleave,
-            value_bytes,
-            gather,
+            value_bytes: kernels.size,
+            kernels,
             scratch: Mutex::new(Vec::new()),
         })
     }
@@ -146,12 +205,14 @@ impl RawEnvi {
     }
 
     /// Lines `first..first + count` of `bands` (file bands, 0-based; all when `None`) as f32, band
-    /// sequential, as [`crate::Cube::read_block_of_bands`] lays them out.
+    /// sequential, as [`crate::Cube::read_block_of_bands`] lays them out; values are stored
+    /// value * `scale.0` + `scale.1`.
     pub(crate) fn read_block(
         &self,
         first: usize,
         count: usize,
         bands: Option<&[usize]>,
+        scale: (f32, f32),
         buffer: &mut Vec<f32>,
     ) -> Result<()> {
         let all: Vec<usize>;
@@ -180,19 +241,25 @@ impl RawEnvi {
         }
         let (samples, vb) = (self.samples, self.value_bytes);
         let plane = count * samples;
-        buffer.clear();
+        // Every value is overwritten below: no need to clear.
         buffer.resize(bands.len() * plane, 0.0);
         let mut scratch = self
             .scratch
             .lock()
             .map_err(|_| Error::invalid(&self.path, "a previous read panicked"))?;
-        let gather = self.gather;
+        let gather = self.kernels.gather;
         match self.interleave {
             Interleave::Bsq => {
                 scratch.resize(plane * vb, 0);
                 for (i, &band) in bands.iter().enumerate() {
                     self.read_at(&mut scratch, (band * self.lines + first) * samples)?;
-                    gather(&scratch, 0, 1, &mut buffer[i * plane..(i + 1) * plane]);
+                    gather(
+                        &scratch,
+                        0,
+                        1,
+                        &mut buffer[i * plane..(i + 1) * plane],
+                        scale,
+                    );
                 }
             }
             Interleave::Bil if bands.len() * 4 < self.bands => {
@@ -202,7 +269,7 @@ impl RawEnvi {
                     for (i, &band) in bands.iter().enumerate() {
                         self.read_at(&mut scratch, ((first + l) * self.bands + band) * samples)?;
                         let out = (i * count + l) * samples;
-                        gather(&scratch, 0, 1, &mut buffer[out..out + samples]);
+                        gather(&scratch, 0, 1, &mut buffer[out..out + samples], scale);
                     }
                 }
             }
@@ -217,6 +284,7 @@ impl RawEnvi {
                             (l * self.bands + band) * samples,
                             1,
                             &mut buffer[out..out + samples],
+                            scale,
                         );
                     }
                 }
@@ -227,10 +295,7 @@ impl RawEnvi {
                 for tile in (0..plane).step_by(BIP_TILE_PIXELS) {
                     let n = BIP_TILE_PIXELS.min(plane - tile);
                     let src = &scratch[tile * self.bands * vb..(tile + n) * self.bands * vb];
-                    for (i, &band) in bands.iter().enumerate() {
-                        let out = i * plane + tile;
-                        gather(src, band, self.bands, &mut buffer[out..out + n]);
-                    }
+                    (self.kernels.transpose)(src, self.bands, bands, buffer, plane, tile, n, scale);
                 }
             }
         }

@@ -36,7 +36,10 @@ fn rectangle(x0: f64, y0: f64, x1: f64, y1: f64) -> Vec<(f64, f64)> {
 }
 
 /// A GeoJSON file (old-style named CRS) of polygons with id, plot and genotype attributes.
-fn geojson(path: &Path, epsg: u32, polygons: &[(i64, &str, f64, Vec<(f64, f64)>)]) {
+/// (id, plot, vigour, ring) of one polygon.
+type Plot<'a> = (i64, &'a str, f64, Vec<(f64, f64)>);
+
+fn geojson(path: &Path, epsg: u32, polygons: &[Plot<'_>]) {
     let features: Vec<String> = polygons
         .iter()
         .map(|(id, plot, vigour, ring)| {
