@@ -131,6 +131,10 @@ fn run(cube_path: &Path, reader: &str) -> Result<(), Box<dyn std::error::Error>>
             "gdal" => EnviReader::Gdal,
             _ => EnviReader::Raw,
         },
+        block_bytes: std::env::var("BLOCK_BYTES")
+            .ok()
+            .and_then(|b| b.parse().ok())
+            .unwrap_or(ReadConfig::default().block_bytes),
         ..ReadConfig::default()
     };
     let start = Instant::now();

@@ -245,7 +245,7 @@ pub enum RegionIds {
     Keys,
 }
 
-/// Per-region sums, filled block by block; spectra band-major (band b of region r at b * n + r).
+/// Per-region sums, filled block by block; spectra region-major (band b of region r at r * bands + b).
 struct Accumulator {
     bands: usize,
     sums: Vec<f64>,
@@ -292,8 +292,21 @@ pub fn region_spectra(cube: &Cube, components: &Components, ids: RegionIds) -> R
         if regions.iter().all(|&r| r == 0) {
             continue;
         }
-        cube.read_block(first, count, &mut buffer)?;
+        let pixel_major = cube.reads_pixel_major();
+        if pixel_major {
+            cube.read_block_pixel_major(first, count, &mut buffer)?;
+        } else {
+            cube.read_block(first, count, &mut buffer)?;
+        }
         let plane = count * samples;
+        // Value of (pixel offset, band) in the block's layout.
+        let at = |offset: usize, band: usize| {
+            if pixel_major {
+                offset * bands + band
+            } else {
+                band * plane + offset
+            }
+        };
         runs.clear();
         for (offset, &region) in regions.iter().enumerate() {
             if region == 0 {
@@ -320,7 +333,7 @@ pub fn region_spectra(cube: &Cube, components: &Components, ids: RegionIds) -> R
             b.col_min = b.col_min.min(col);
             b.col_max = b.col_max.max(col);
             if let Some((red, nir)) = ndvi_bands {
-                let (red, nir) = (buffer[red * plane + offset], buffer[nir * plane + offset]);
+                let (red, nir) = (buffer[at(offset, red)], buffer[at(offset, nir)]);
                 let no_data = ignore.is_some_and(|i| red == i || nir == i);
                 if !no_data && red + nir > 0.0 {
                     acc.ndvi_sums[r] += f64::from((nir - red) / (nir + red));
@@ -328,11 +341,26 @@ pub fn region_spectra(cube: &Cube, components: &Components, ids: RegionIds) -> R
                 }
             }
         }
-        // Band by band: each plane is read in order and its region sums (band-major) stay in cache.
+        if pixel_major {
+            // Pixel by pixel: each pixel's spectrum and its region's sums are contiguous.
+            for &(start, len, r) in &runs {
+                let r = r as usize;
+                let sums = &mut acc.sums[r * bands..(r + 1) * bands];
+                let squares = &mut acc.squares[r * bands..(r + 1) * bands];
+                for offset in start as usize..(start + len) as usize {
+                    let spectrum = &buffer[offset * bands..(offset + 1) * bands];
+                    for ((s, q), &v) in sums.iter_mut().zip(squares.iter_mut()).zip(spectrum) {
+                        let v = f64::from(v);
+                        *s += v;
+                        *q += v * v;
+                    }
+                }
+            }
+            continue;
+        }
+        // Band by band: each plane is read in order, a run's sum kept in registers.
         for band in 0..bands {
             let values = &buffer[band * plane..(band + 1) * plane];
-            let sums = &mut acc.sums[band * n..(band + 1) * n];
-            let squares = &mut acc.squares[band * n..(band + 1) * n];
             for &(start, len, r) in &runs {
                 let (mut s, mut q) = (0f64, 0f64);
                 for &v in &values[start as usize..(start + len) as usize] {
@@ -340,8 +368,8 @@ pub fn region_spectra(cube: &Cube, components: &Components, ids: RegionIds) -> R
                     s += v;
                     q += v * v;
                 }
-                sums[r as usize] += s;
-                squares[r as usize] += q;
+                acc.sums[r as usize * bands + band] += s;
+                acc.squares[r as usize * bands + band] += q;
             }
         }
     }
@@ -349,13 +377,12 @@ pub fn region_spectra(cube: &Cube, components: &Components, ids: RegionIds) -> R
     Ok((0..n)
         .map(|r| {
             let count = components.sizes[r] as f64;
-            // Sums are band-major: band b of region r at b * n + r.
-            let mean: Vec<f64> = (0..acc.bands)
-                .map(|b| acc.sums[b * n + r] / count)
-                .collect();
-            let std = (0..acc.bands)
+            let range = r * acc.bands..(r + 1) * acc.bands;
+            let mean: Vec<f64> = acc.sums[range.clone()].iter().map(|s| s / count).collect();
+            let std = acc.squares[range]
+                .iter()
                 .zip(&mean)
-                .map(|(b, m)| ((acc.squares[b * n + r] / count - m * m).max(0.0).sqrt()) as f32)
+                .map(|(q, m)| ((q / count - m * m).max(0.0).sqrt()) as f32)
                 .collect();
             let (centroid_row, centroid_col) = (acc.row_sums[r] / count, acc.col_sums[r] / count);
             let map = georeference.map(|g| g.map_xy(centroid_row + 0.5, centroid_col + 0.5));

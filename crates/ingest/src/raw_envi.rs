@@ -15,6 +15,8 @@ use crate::error::{Error, Result};
 trait Decode {
     const SIZE: usize;
     fn get(bytes: &[u8]) -> f32;
+    /// Decode consecutive values of `src` into `dst` (as many as `dst` holds) as v * gain + offset.
+    fn run(src: &[u8], dst: &mut [f32], scale: (f32, f32));
 }
 
 macro_rules! decoder {
@@ -27,6 +29,14 @@ macro_rules! decoder {
                 let mut raw = [0u8; $n];
                 raw.copy_from_slice(&bytes[..$n]);
                 <$t>::$from(raw) as f32
+            }
+            #[inline(always)]
+            fn run(src: &[u8], dst: &mut [f32], (gain, offset): (f32, f32)) {
+                // Fixed-size chunks: no bounds checks, so the loop vectorises.
+                let (values, _) = src[..dst.len() * $n].as_chunks::<$n>();
+                for (d, v) in dst.iter_mut().zip(values) {
+                    *d = <$t>::$from(*v) as f32 * gain + offset;
+                }
             }
         }
     };
@@ -59,10 +69,7 @@ fn gather<D: Decode>(
     (gain, offset): (f32, f32),
 ) {
     if step == 1 {
-        let bytes = &src[start * D::SIZE..(start + dst.len()) * D::SIZE];
-        for (d, b) in dst.iter_mut().zip(bytes.chunks_exact(D::SIZE)) {
-            *d = D::get(b) * gain + offset;
-        }
+        D::run(&src[start * D::SIZE..], dst, (gain, offset));
         return;
     }
     let stride = step * D::SIZE;
@@ -88,12 +95,36 @@ fn transpose<D: Decode>(
     pixels: usize,
     (gain, offset): (f32, f32),
 ) {
-    for p in 0..pixels {
-        let pixel = &src[p * total_bands * D::SIZE..(p + 1) * total_bands * D::SIZE];
-        for (i, &band) in bands.iter().enumerate() {
-            dst[i * plane + at + p] = D::get(&pixel[band * D::SIZE..]) * gain + offset;
+    if bands.len() * 2 < total_bands {
+        for p in 0..pixels {
+            let pixel = &src[p * total_bands * D::SIZE..(p + 1) * total_bands * D::SIZE];
+            for (i, &band) in bands.iter().enumerate() {
+                dst[i * plane + at + p] = D::get(&pixel[band * D::SIZE..]) * gain + offset;
+            }
         }
+        return;
     }
+    // Most bands: decode the tile in file order (contiguous, vectorised), then transpose it in
+    // 8 x 8 blocks that stay in L1.
+    TILE.with_borrow_mut(|tile| {
+        tile.resize(pixels * total_bands, 0.0);
+        D::run(src, tile, (gain, offset));
+        for i0 in (0..bands.len()).step_by(8) {
+            for p0 in (0..pixels).step_by(8) {
+                for (i, &band) in bands.iter().enumerate().skip(i0).take(8) {
+                    let out = &mut dst[i * plane + at + p0..i * plane + at + (p0 + 8).min(pixels)];
+                    for (k, d) in out.iter_mut().enumerate() {
+                        *d = tile[(p0 + k) * total_bands + band];
+                    }
+                }
+            }
+        }
+    });
+}
+
+thread_local! {
+    /// Decoded BIP tile (pixels x bands), reused across calls.
+    static TILE: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 type Transpose = fn(&[u8], usize, &[usize], &mut [f32], usize, usize, usize, (f32, f32));
@@ -103,6 +134,7 @@ type Transpose = fn(&[u8], usize, &[usize], &mut [f32], usize, usize, usize, (f3
 struct Kernels {
     gather: Gather,
     transpose: Transpose,
+    run: fn(&[u8], &mut [f32], (f32, f32)),
     size: usize,
 }
 
@@ -116,6 +148,7 @@ fn kernels<D: Decode>() -> Kernels {
     Kernels {
         gather: gather::<D>,
         transpose: transpose::<D>,
+        run: D::run,
         size: D::SIZE,
     }
 }
@@ -202,6 +235,41 @@ impl RawEnvi {
                 e,
             )
         })
+    }
+
+    /// Whether blocks can be read pixel-major (BIP files: no transposition).
+    pub(crate) fn is_bip(&self) -> bool {
+        self.interleave == Interleave::Bip
+    }
+
+    /// Lines `first..first + count` of a BIP file, every band, pixel-major as in the file: value of
+    /// (pixel p of the block, band b) at `p * bands + b`, as stored value * scale.0 + scale.1.
+    pub(crate) fn read_block_pixel_major(
+        &self,
+        first: usize,
+        count: usize,
+        scale: (f32, f32),
+        buffer: &mut Vec<f32>,
+    ) -> Result<()> {
+        if self.interleave != Interleave::Bip || first + count > self.lines {
+            return Err(Error::invalid(
+                &self.path,
+                format!(
+                    "pixel-major read of lines {first}..{} needs a BIP file of enough lines",
+                    first + count
+                ),
+            ));
+        }
+        let values = count * self.samples * self.bands;
+        buffer.resize(values, 0.0);
+        let mut scratch = self
+            .scratch
+            .lock()
+            .map_err(|_| Error::invalid(&self.path, "a previous read panicked"))?;
+        scratch.resize(values * self.value_bytes, 0);
+        self.read_at(&mut scratch, first * self.samples * self.bands)?;
+        (self.kernels.run)(&scratch, buffer, scale);
+        Ok(())
     }
 
     /// Lines `first..first + count` of `bands` (file bands, 0-based; all when `None`) as f32, band

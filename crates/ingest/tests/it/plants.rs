@@ -27,81 +27,89 @@ fn plants_are_whole_across_block_borders() {
         wavelength_field(2, 670.0, 130.0)
     );
     // Spectra encode position so that means can be checked: red 0.05 on plants, NIR = 0.5 + row/100.
-    let hdr = write_envi_by_hand(
-        dir.path(),
-        "plants",
-        (lines, samples, 2),
-        "bil",
-        &extra,
-        |v| (v as f32).to_le_bytes().to_vec(),
-        |b, l, s| match (b, vegetation(l, s)) {
-            (0, true) => 0.05,
-            (0, false) => 0.2,
-            (_, true) => 0.5 + l as f64 / 100.0,
-            (_, false) => 0.25,
-        },
-    );
     let config = PlantConfig {
         min_plant_area_px: 3,
         threshold: Threshold::Fixed(0.5),
         opening_radius_px: 0,
         ..PlantConfig::default()
     };
-    for block_lines in [1, 2, 3, lines] {
-        let cube = Cube::open(
-            &hdr,
-            &ReadConfig {
-                block_bytes: block_lines * samples * 2 * 4,
-                ..ReadConfig::default()
+    // Every interleave: BIP blocks are accumulated pixel-major, the others band by band.
+    let mut hdr = std::path::PathBuf::new();
+    for interleave in ["bsq", "bil", "bip"] {
+        hdr = write_envi_by_hand(
+            dir.path(),
+            &format!("plants-{interleave}"),
+            (lines, samples, 2),
+            interleave,
+            &extra,
+            |v| (v as f32).to_le_bytes().to_vec(),
+            |b, l, s| match (b, vegetation(l, s)) {
+                (0, true) => 0.05,
+                (0, false) => 0.2,
+                (_, true) => 0.5 + l as f64 / 100.0,
+                (_, false) => 0.25,
             },
-        )
-        .unwrap();
-        assert_eq!(cube.block_lines(), block_lines);
-        let set = find_plants(&cube, &config).unwrap();
-        let sizes: Vec<u64> = set.plants.iter().map(|p| p.pixel_count).collect();
-        assert_eq!(sizes, vec![11, 4, 5], "block of {block_lines} lines");
-        let first = &set.plants[0];
-        assert_eq!(
-            (
-                first.bbox.row_min,
-                first.bbox.row_max,
-                first.bbox.col_min,
-                first.bbox.col_max
-            ),
-            (1, 6, 1, 3)
         );
-        // The first plant is the only vegetation in columns 0-3: its centroid straight from the mask.
-        let rows: Vec<usize> = (0..lines)
-            .flat_map(|l| (0..4).filter(move |&s| vegetation(l, s)).map(move |_| l))
-            .collect();
-        let mean_row = rows.iter().sum::<usize>() as f64 / rows.len() as f64;
-        assert!((first.centroid_row - mean_row).abs() < 1e-9);
-        assert!((first.mean_reflectance[1] as f64 - (0.5 + mean_row / 100.0)).abs() < 1e-6);
-        assert_eq!(set.vegetation_pixels, 20);
-        // Standard deviation (ddof 0) of NIR = 0.5 + row / 100 over the plant's pixels; red is constant.
-        let nir_std = (rows
-            .iter()
-            .map(|&r| (r as f64 / 100.0 - mean_row / 100.0).powi(2))
-            .sum::<f64>()
-            / rows.len() as f64)
-            .sqrt();
-        assert!((first.std_reflectance[1] as f64 - nir_std).abs() < 1e-6);
-        assert!(first.std_reflectance[0].abs() < 1e-6);
-        let ndvi = rows
-            .iter()
-            .map(|&r| {
-                let nir = (0.5 + r as f64 / 100.0) as f32 as f64;
-                (nir - 0.05f32 as f64) / (nir + 0.05f32 as f64)
-            })
-            .sum::<f64>()
-            / rows.len() as f64;
-        assert!((first.mean_ndvi.unwrap() - ndvi).abs() < 1e-6);
-        // Map coordinates of the centroid's pixel centre: x = 500000 + (col + 0.5) * 0.5,
-        // y = 4100000 - (row + 0.5) * 0.25.
-        let x = 500_000.0 + (first.centroid_col + 0.5) * 0.5;
-        let y = 4_100_000.0 - (first.centroid_row + 0.5) * 0.25;
-        assert!((first.centroid_x.unwrap() - x).abs() < 1e-6);
-        assert!((first.centroid_y.unwrap() - y).abs() < 1e-6);
+        for block_lines in [1, 2, 3, lines] {
+            let cube = Cube::open(
+                &hdr,
+                &ReadConfig {
+                    block_bytes: block_lines * samples * 2 * 4,
+                    ..ReadConfig::default()
+                },
+            )
+            .unwrap();
+            assert_eq!(cube.block_lines(), block_lines);
+            let set = find_plants(&cube, &config).unwrap();
+            let sizes: Vec<u64> = set.plants.iter().map(|p| p.pixel_count).collect();
+            assert_eq!(
+                sizes,
+                vec![11, 4, 5],
+                "{interleave}, block of {block_lines} lines"
+            );
+            let first = &set.plants[0];
+            assert_eq!(
+                (
+                    first.bbox.row_min,
+                    first.bbox.row_max,
+                    first.bbox.col_min,
+                    first.bbox.col_max
+                ),
+                (1, 6, 1, 3)
+            );
+            // The first plant is the only vegetation in columns 0-3: its centroid straight from the mask.
+            let rows: Vec<usize> = (0..lines)
+                .flat_map(|l| (0..4).filter(move |&s| vegetation(l, s)).map(move |_| l))
+                .collect();
+            let mean_row = rows.iter().sum::<usize>() as f64 / rows.len() as f64;
+            assert!((first.centroid_row - mean_row).abs() < 1e-9);
+            assert!((first.mean_reflectance[1] as f64 - (0.5 + mean_row / 100.0)).abs() < 1e-6);
+            assert_eq!(set.vegetation_pixels, 20);
+            // Standard deviation (ddof 0) of NIR = 0.5 + row / 100 over the plant's pixels; red is constant.
+            let nir_std = (rows
+                .iter()
+                .map(|&r| (r as f64 / 100.0 - mean_row / 100.0).powi(2))
+                .sum::<f64>()
+                / rows.len() as f64)
+                .sqrt();
+            assert!((first.std_reflectance[1] as f64 - nir_std).abs() < 1e-6);
+            assert!(first.std_reflectance[0].abs() < 1e-6);
+            let ndvi = rows
+                .iter()
+                .map(|&r| {
+                    let nir = (0.5 + r as f64 / 100.0) as f32 as f64;
+                    (nir - 0.05f32 as f64) / (nir + 0.05f32 as f64)
+                })
+                .sum::<f64>()
+                / rows.len() as f64;
+            assert!((first.mean_ndvi.unwrap() - ndvi).abs() < 1e-6);
+            // Map coordinates of the centroid's pixel centre: x = 500000 + (col + 0.5) * 0.5,
+            // y = 4100000 - (row + 0.5) * 0.25.
+            let x = 500_000.0 + (first.centroid_col + 0.5) * 0.5;
+            let y = 4_100_000.0 - (first.centroid_row + 0.5) * 0.25;
+            assert!((first.centroid_x.unwrap() - x).abs() < 1e-6);
+            assert!((first.centroid_y.unwrap() - y).abs() < 1e-6);
+        }
     }
     let cube = Cube::open(&hdr, &ReadConfig::default()).unwrap();
     // Otsu finds the same split as the fixed threshold (soil NDVI 0.11, plants 0.82-0.86).
