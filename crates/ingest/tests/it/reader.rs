@@ -349,3 +349,114 @@ fn few_bands_of_a_bil_cube() {
         }
     }
 }
+
+/// GeoTIFFs written by GDAL itself, pixel- and band-interleaved, tiled (partial edge tiles) and
+/// striped, with a band scale, wavelengths in band metadata and a nodata value.
+#[test]
+fn geotiff_layouts_and_nodata() {
+    use gdal::raster::RasterCreationOptions;
+    use gdal::Metadata;
+    let dir = tempfile::tempdir().unwrap();
+    let (lines, samples) = (40usize, 37usize);
+    let wavelengths = [550.0, 670.0, 800.0];
+    // Stored i16; reflectance = stored * 1e-4. Vegetation in the middle, nodata on line 20.
+    let stored = |b: usize, l: usize, s: usize| -> i16 {
+        if l == 20 && s < 10 {
+            return -9999;
+        }
+        let plant = (10..30).contains(&l) && (8..28).contains(&s);
+        match (b, plant) {
+            (0, true) => 900,
+            (1, true) => 400 + (s % 7) as i16,
+            (2, true) => 5000 + l as i16,
+            (0, false) => 1500,
+            (1, false) => 1800,
+            _ => 2200 + s as i16,
+        }
+    };
+    for options in [
+        [
+            "INTERLEAVE=PIXEL",
+            "TILED=YES",
+            "BLOCKXSIZE=16",
+            "BLOCKYSIZE=16",
+        ],
+        [
+            "INTERLEAVE=BAND",
+            "TILED=NO",
+            "BLOCKYSIZE=3",
+            "COMPRESS=DEFLATE",
+        ],
+        [
+            "INTERLEAVE=BAND",
+            "TILED=YES",
+            "BLOCKXSIZE=32",
+            "BLOCKYSIZE=16",
+        ],
+    ] {
+        let path = dir.path().join(format!("{}.tif", options.join("-")));
+        {
+            let driver = gdal::DriverManager::get_driver_by_name("GTiff").unwrap();
+            let mut dataset = driver
+                .create_with_band_type_with_options::<i16, _>(
+                    &path,
+                    samples,
+                    lines,
+                    3,
+                    &RasterCreationOptions::from_iter(options),
+                )
+                .unwrap();
+            for (b, wavelength) in wavelengths.iter().enumerate() {
+                let mut band = dataset.rasterband(b + 1).unwrap();
+                band.set_metadata_item("wavelength", &wavelength.to_string(), "")
+                    .unwrap();
+                band.set_metadata_item("wavelength_units", "nm", "")
+                    .unwrap();
+                band.set_scale(1e-4).unwrap();
+                band.set_no_data_value(Some(-9999.0)).unwrap();
+                let values: Vec<i16> = (0..lines * samples)
+                    .map(|i| stored(b, i / samples, i % samples))
+                    .collect();
+                let mut buffer = gdal::raster::Buffer::new((samples, lines), values);
+                band.write((0, 0), (samples, lines), &mut buffer).unwrap();
+            }
+        }
+        let cube = Cube::open(
+            &path,
+            &ReadConfig {
+                block_bytes: 7 * samples * 3 * 4,
+                ..ReadConfig::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(cube.format(), CubeFormat::GeoTiff);
+        assert_eq!(cube.axis().wavelength_nm(), &wavelengths);
+        let all = read_all(&cube);
+        for b in 0..3 {
+            for l in 0..lines {
+                for s in 0..samples {
+                    let expected = stored(b, l, s) as f32 * 1e-4f32;
+                    let got = all[(b * lines + l) * samples + s];
+                    assert!(
+                        (got - expected).abs() < 1e-6,
+                        "{options:?} band {b} line {l} sample {s}: {got} vs {expected}"
+                    );
+                }
+            }
+        }
+        let config = ingest::PlantConfig {
+            threshold: ingest::Threshold::Fixed(0.5),
+            opening_radius_px: 0,
+            ..ingest::PlantConfig::default()
+        };
+        let (mask, _) = ingest::vegetation_mask(&cube, &config).unwrap();
+        // The plant is 20 x 20; nodata removes line 20, samples 8-9 from it.
+        assert_eq!(
+            mask.iter().filter(|&&m| m == 1).count(),
+            400 - 2,
+            "{options:?}"
+        );
+        assert_eq!(mask[20 * samples + 9], 0);
+        assert_eq!(mask[20 * samples + 10], 1);
+    }
+}
