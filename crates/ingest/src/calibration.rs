@@ -195,6 +195,9 @@ pub fn read_wavelength_file(path: &Path, bands: usize) -> Result<(Vec<f64>, Opti
             .split(|c: char| c == ',' || c == ';' || c.is_whitespace())
             .filter(|t| !t.is_empty())
             .collect();
+        if tokens.is_empty() {
+            continue; // only separators
+        }
         let numbers: Vec<Option<f64>> = tokens
             .iter()
             .map(|t| t.parse::<f64>().ok().filter(|v| v.is_finite()))
@@ -294,6 +297,20 @@ mod tests {
         let path = dir.path().join("w.txt");
         std::fs::write(&path, text).unwrap();
         read_wavelength_file(&path, bands)
+    }
+
+    proptest::proptest! {
+        /// Any text: a result or an error naming the file, never a panic.
+        #[test]
+        fn wavelength_files_never_panic(text in "([0-9.,; a-z#_\\-]{0,20}\n){0,8}", bands in 1usize..6) {
+            match parse(&text, bands) {
+                Ok((w, f)) => {
+                    proptest::prop_assert_eq!(w.len(), bands);
+                    proptest::prop_assert!(f.is_none_or(|f| f.len() == bands));
+                }
+                Err(e) => proptest::prop_assert!(e.to_string().contains("w.txt")),
+            }
+        }
     }
 
     #[test]

@@ -460,3 +460,44 @@ fn geotiff_layouts_and_nodata() {
         assert_eq!(mask[20 * samples + 10], 1);
     }
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
+    /// Headers with plausible and implausible values over data files of random length: opening,
+    /// reading every block and finding plants end in a value or an error, never a panic.
+    #[test]
+    fn random_headers_and_data_never_panic(
+        lines in 0usize..5,
+        samples in 0usize..5,
+        bands in 0usize..4,
+        data_type in proptest::sample::select(vec![0u32, 1, 2, 3, 4, 5, 6, 12, 13, 14, 15, 99]),
+        interleave in proptest::sample::select(vec!["bsq", "bil", "bip", "bsx"]),
+        byte_order in proptest::sample::select(vec!["0", "1", "2", ""]),
+        offset in 0usize..20,
+        wavelengths in proptest::collection::vec(300.0f64..1100.0, 0..5),
+        data_len in 0usize..400,
+        scale in proptest::sample::select(vec!["", "reflectance scale factor = 10000\n", "reflectance scale factor = 0\n"]),
+        bbl in proptest::sample::select(vec!["", "bbl = {1, 0, 1}\n", "bbl = {0, 0, 0}\n"]),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let list: Vec<String> = wavelengths.iter().map(|w| format!("{w:.1}")).collect();
+        let byte_order = if byte_order.is_empty() { String::new() } else { format!("byte order = {byte_order}\n") };
+        let header = format!(
+            "ENVI\nsamples = {samples}\nlines = {lines}\nbands = {bands}\ndata type = {data_type}\ninterleave = {interleave}\n{byte_order}header offset = {offset}\nwavelength = {{{}}}\n{scale}{bbl}",
+            list.join(", ")
+        );
+        std::fs::write(dir.path().join("f.hdr"), header).unwrap();
+        std::fs::write(dir.path().join("f.img"), (0..data_len).map(|i| (i * 37 % 251) as u8).collect::<Vec<u8>>()).unwrap();
+        for reader in [EnviReader::Raw, EnviReader::Gdal] {
+            let config = ReadConfig { block_bytes: 64, envi_reader: reader, ..ReadConfig::default() };
+            if let Ok(cube) = Cube::open(&dir.path().join("f.hdr"), &config) {
+                let mut block = Vec::new();
+                for (first, count) in cube.blocks() {
+                    let _ = cube.read_block(first, count, &mut block);
+                }
+                let _ = ingest::find_plants(&cube, &ingest::PlantConfig::default());
+                let _ = cube.describe();
+            }
+        }
+    }
+}
