@@ -1016,3 +1016,62 @@ fn plants_from_plot_polygons_and_a_plant_id_raster() {
         assert_eq!(row["plant_id"], row["predicted_label"], "{row}");
     }
 }
+
+/// The plant spectra table against means and standard deviations computed in Python from the raw
+/// bytes of field-b and its label raster (used as a plant-id raster: one plant per class).
+#[test]
+fn plant_spectra_match_an_independent_computation() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("p.parquet");
+    let spectra = dir.path().join("spectra.parquet");
+    ok(&[
+        "run",
+        "--cube",
+        s(&sample("field-b.hdr")),
+        "--plant-ids",
+        s(&sample("field-b-labels.hdr")),
+        "--plant-spectra",
+        s(&spectra),
+        "--out",
+        s(&out),
+    ]);
+    let script = r#"
+import json, math, struct, sys
+import pyarrow.parquet as pq
+lines, samples, bands = 126, 140, 120
+raw = open(sys.argv[1], "rb").read()
+labels = open(sys.argv[2], "rb").read()
+t = pq.read_table(sys.argv[3]).to_pylist()
+worst = 0.0
+for row in t:
+    pid = row["plant_id"]
+    pixels = [(l, s) for l in range(lines) for s in range(samples) if labels[l * samples + s] == pid]
+    assert row["pixel_count"] == len(pixels), (row["pixel_count"], len(pixels))
+    for b in (0, 27, 40, 119):
+        vals = [struct.unpack_from("<H", raw, ((l * bands + b) * samples + s) * 2)[0] / 10000 for l, s in pixels]
+        mean = sum(vals) / len(vals)
+        std = math.sqrt(sum((v - mean) ** 2 for v in vals) / len(vals))
+        name = [k for k in row if not k.startswith("std_") and k not in ("field_id", "plant_id", "pixel_count", "mean_ndvi")][b]
+        worst = max(worst, abs(row[name] - mean), abs(row["std_" + name] - std))
+print(json.dumps({"rows": len(t), "columns": len(t[0]), "worst": worst}))
+"#;
+    let result = Command::new(root().join(".venv/bin/python"))
+        .args([
+            "-c",
+            script,
+            s(&sample("field-b.img")),
+            s(&sample("field-b-labels.img")),
+            s(&spectra),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&result.stdout).unwrap();
+    assert_eq!(v["rows"], 3);
+    assert_eq!(v["columns"], 4 + 2 * 120);
+    assert!(v["worst"].as_f64().unwrap() < 1e-5, "{v}");
+}

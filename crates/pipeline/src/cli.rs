@@ -158,6 +158,10 @@ pub struct RunArgs {
     /// Field id written in every row; the cube's file stem when omitted.
     #[arg(long)]
     pub field_id: Option<String>,
+    /// Also write each plant's spectra (Parquet): mean reflectance per band in columns named by
+    /// wavelength (a spectral table `train --spectra` reads) and `std_<wavelength>`.
+    #[arg(long, value_name = "FILE")]
+    pub plant_spectra: Option<PathBuf>,
     /// Samples of z averaged per prediction.
     #[arg(long, default_value_t = 12)]
     pub z_samples: usize,

@@ -13,6 +13,9 @@ use crate::output::check_writable;
 
 pub fn run(args: RunArgs) -> Result<()> {
     check_writable(&args.out, args.overwrite)?;
+    if let Some(path) = &args.plant_spectra {
+        check_writable(path, args.overwrite)?;
+    }
     let device = device(&args.device)?;
     let read_config = args.read.config();
     let cube = Cube::open(&args.cube, &read_config)
@@ -59,6 +62,10 @@ pub fn run(args: RunArgs) -> Result<()> {
             .file_stem()
             .map_or_else(|| "field".into(), |s| s.to_string_lossy().into_owned())
     });
+    if let Some(path) = &args.plant_spectra {
+        write_plant_spectra(path, &field_id, &plants)
+            .with_context(|| format!("writing plant spectra {}", path.display()))?;
+    }
     let table = PredictionTable {
         field_id: field_id.clone(),
         model_id: model.model_id().to_string(),
@@ -124,4 +131,71 @@ fn print_summary(table: &PredictionTable, vegetation_pixels: u64, total_pixels: 
     );
     println!("model        {} (beta {})", table.model_id, table.beta);
     println!("written      {out}");
+}
+
+/// One row per plant: ids, pixel count, mean NDVI, the mean spectrum in columns named by wavelength
+/// (nm) and the standard deviation in `std_<wavelength>` (a repeated wavelength gets `#<band>`).
+fn write_plant_spectra(
+    path: &std::path::Path,
+    field_id: &str,
+    plants: &domain::PlantSet,
+) -> Result<()> {
+    use report::{Table, Values};
+    let rows = &plants.plants;
+    let mut table = Table::default();
+    table
+        .push(
+            "field_id",
+            Values::Str(vec![field_id.to_string(); rows.len()]),
+        )
+        .push(
+            "plant_id",
+            Values::U64(rows.iter().map(|p| u64::from(p.plant_id)).collect()),
+        )
+        .push(
+            "pixel_count",
+            Values::U64(rows.iter().map(|p| p.pixel_count).collect()),
+        )
+        .push(
+            "mean_ndvi",
+            Values::OptionalF64(rows.iter().map(|p| p.mean_ndvi).collect()),
+        );
+    let wavelengths = plants.axis.wavelength_nm();
+    let names: Vec<String> = wavelengths
+        .iter()
+        .enumerate()
+        .map(|(b, w)| {
+            if wavelengths.iter().filter(|&&x| x == *w).count() > 1 {
+                format!("{w}#{}", b + 1)
+            } else {
+                format!("{w}")
+            }
+        })
+        .collect();
+    for (b, name) in names.iter().enumerate() {
+        table.push(
+            name,
+            Values::F64(
+                rows.iter()
+                    .map(|p| f64::from(p.mean_reflectance[b]))
+                    .collect(),
+            ),
+        );
+    }
+    for (b, name) in names.iter().enumerate() {
+        table.push(
+            &format!("std_{name}"),
+            Values::F64(
+                rows.iter()
+                    .map(|p| f64::from(p.std_reflectance[b]))
+                    .collect(),
+            ),
+        );
+    }
+    report::write_table(
+        path,
+        &table,
+        &[("pipeline.table".into(), "plant spectra".into())],
+    )?;
+    Ok(())
 }
