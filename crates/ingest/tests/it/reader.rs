@@ -397,7 +397,7 @@ fn geotiff_layouts_and_nodata() {
         let path = dir.path().join(format!("{}.tif", options.join("-")));
         {
             let driver = gdal::DriverManager::get_driver_by_name("GTiff").unwrap();
-            let mut dataset = driver
+            let dataset = driver
                 .create_with_band_type_with_options::<i16, _>(
                     &path,
                     samples,
