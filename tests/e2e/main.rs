@@ -1075,3 +1075,241 @@ print(json.dumps({"rows": len(t), "columns": len(t[0]), "worst": worst}))
     assert_eq!(v["columns"], 4 + 2 * 120);
     assert!(v["worst"].as_f64().unwrap() < 1e-5, "{v}");
 }
+
+/// Run a Python snippet from the project's venv with arguments; its stdout as JSON.
+fn python_json(script: &str, args: &[&str]) -> serde_json::Value {
+    let out = Command::new(root().join(".venv/bin/python"))
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// `gdalinfo -json` (GDAL's command line, independent of our writer).
+fn gdalinfo(path: &Path, extra: &[&str]) -> serde_json::Value {
+    let out = Command::new("gdalinfo")
+        .arg("-json")
+        .args(extra)
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Every output of a run: predictions with the new columns, the field summary (checked by an
+/// independent computation in Python), the class and KL maps (checked with gdalinfo), the quicklook
+/// and the report folder (valid HTML whose images all exist; never half written).
+#[test]
+fn run_writes_summary_maps_and_a_report() {
+    let dir = tempfile::tempdir().unwrap();
+    // field-b with an acquisition time in its header.
+    let header = std::fs::read_to_string(sample("field-b.hdr")).unwrap();
+    std::fs::write(
+        dir.path().join("scan.hdr"),
+        header.replacen(
+            "ENVI\n",
+            "ENVI\nacquisition time = 2026-06-14T10:21:07Z\n",
+            1,
+        ),
+    )
+    .unwrap();
+    std::fs::copy(sample("field-b.img"), dir.path().join("scan.img")).unwrap();
+    let cube = dir.path().join("scan.hdr");
+    let p = |name: &str| dir.path().join(name);
+    let report = p("report");
+    let stdout = ok(&[
+        "run",
+        "--cube",
+        s(&cube),
+        "--out",
+        s(&p("plants.parquet")),
+        "--summary",
+        s(&p("summary.parquet")),
+        "--class-map",
+        s(&p("classes.tif")),
+        "--kl-map",
+        s(&p("kl.tif")),
+        "--quicklook",
+        s(&p("quicklook.png")),
+        "--report",
+        s(&report),
+    ]);
+    assert!(
+        stdout.contains("incidence") && stdout.contains("report"),
+        "{stdout}"
+    );
+
+    // Predictions and summary, recomputed in Python from the predictions table.
+    let check = r#"
+import json, math, sys
+import pyarrow.parquet as pq
+plants = pq.read_table(sys.argv[1])
+meta = {k.decode(): v.decode() for k, v in pq.read_metadata(sys.argv[1]).metadata.items()}
+rows = plants.to_pylist()
+summary = pq.read_table(sys.argv[2]).to_pylist()
+assert len(summary) == 1, summary
+s = summary[0]
+n = len(rows)
+kl = sorted(r["kl_nats"] for r in rows)
+def pct(q):
+    rank = q / 100 * (n - 1)
+    lo, hi = math.floor(rank), math.ceil(rank)
+    return kl[lo] + (kl[hi] - kl[lo]) * (rank - lo)
+healthy = sum(r["predicted_class_name"] == "healthy" for r in rows)
+problems = []
+def close(a, b, what, tol=1e-9):
+    if abs(a - b) > tol * (1 + abs(b)):
+        problems.append(f"{what}: {a} vs {b}")
+close(s["incidence_pct"], 100 * (n - healthy) / n, "incidence")
+close(s["kl_mean_nats"], sum(kl) / n, "kl mean")
+for q in (50, 90, 99):
+    close(s[f"kl_p{q}_nats"], pct(q), f"kl p{q}")
+for c in ("healthy", "rust", "blight"):
+    if s[f"plants_{c}"] != sum(r["predicted_class_name"] == c for r in rows):
+        problems.append(f"plants_{c}")
+if s["plants"] != n or s["ood_plants"] != sum(r["ood"] for r in rows):
+    problems.append("plants/ood")
+for r in rows:
+    close(r["kl_bits"], r["kl_nats"] / math.log(2), "kl_bits")
+    probs = {c: r["prob_" + c] for c in ("healthy", "rust", "blight")}
+    ranked = sorted(probs, key=probs.get, reverse=True)
+    if r["second_class_name"] != ranked[1] and probs[ranked[1]] != probs[ranked[2]]:
+        problems.append(f"second class of plant {r['plant_id']}")
+    close(r["margin"], probs[ranked[0]] - probs[ranked[1]], "margin", 1e-6)  # float32 columns
+    if r["scan_date"] != "2026-06-14" or r["x"] is None or not (512010 < r["x"] < 512010 + 140 * 0.005):
+        problems.append(f"date/x of plant {r['plant_id']}")
+print(json.dumps({"problems": problems, "plants": n, "schema": meta["pipeline.schema_version"],
+                  "epsg": meta.get("pipeline.crs_epsg"), "scan_date": s["scan_date"],
+                  "pixels_per_class": {c: sum(r["pixel_count"] for r in rows if r["predicted_class_name"] == c) for c in ("healthy", "rust", "blight")}}))
+"#;
+    let v = python_json(check, &[s(&p("plants.parquet")), s(&p("summary.parquet"))]);
+    assert_eq!(v["problems"], serde_json::json!([]), "{v}");
+    assert_eq!(v["schema"], "2");
+    assert_eq!(v["epsg"], "32632");
+    assert_eq!(v["scan_date"], "2026-06-14");
+
+    // The class map as GDAL sees it: CRS, colour table, names, and each class's pixel count equal
+    // to the pixels of the plants called that class.
+    let info = gdalinfo(&p("classes.tif"), &["-hist"]);
+    assert!(info["coordinateSystem"]["wkt"]
+        .as_str()
+        .unwrap()
+        .contains("UTM zone 32N"));
+    let band = &info["bands"][0];
+    assert_eq!(band["type"], "Byte");
+    assert_eq!(
+        band["colorTable"]["entries"][1],
+        serde_json::json!([46, 160, 44, 255])
+    );
+    assert_eq!(
+        band["categories"],
+        serde_json::json!(["Unclassified", "healthy", "rust", "blight"])
+    );
+    let buckets = band["histogram"]["buckets"].as_array().unwrap();
+    let (min, count) = (
+        band["histogram"]["min"].as_f64().unwrap(),
+        buckets.len() as f64,
+    );
+    let max = band["histogram"]["max"].as_f64().unwrap();
+    let bucket_of = |code: f64| ((code - min) / ((max - min) / count)).floor() as usize;
+    for (code, class) in [(1.0, "healthy"), (2.0, "rust"), (3.0, "blight")] {
+        assert_eq!(
+            buckets[bucket_of(code)],
+            v["pixels_per_class"][class],
+            "{class}: {band}"
+        );
+    }
+    let kl = gdalinfo(&p("kl.tif"), &[]);
+    assert_eq!(kl["bands"][0]["type"], "Float32");
+    assert!(
+        kl["bands"][0]["noDataValue"].is_string()
+            || kl["bands"][0]["noDataValue"].is_null()
+            || kl["bands"][0]["noDataValue"].as_f64().is_none()
+    );
+
+    // The report: well-formed HTML, no network references, every image present.
+    let html_check = r#"
+import html.parser, json, os, sys
+VOID = {"meta", "img", "br", "hr", "link", "input"}
+class Check(html.parser.HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.stack, self.images, self.errors = [], [], []
+    def handle_starttag(self, tag, attrs):
+        if tag == "img":
+            self.images.append(dict(attrs)["src"])
+        if tag not in VOID:
+            self.stack.append(tag)
+    def handle_endtag(self, tag):
+        if not self.stack or self.stack.pop() != tag:
+            self.errors.append(f"unbalanced </{tag}>")
+d = sys.argv[1]
+text = open(os.path.join(d, "index.html"), encoding="utf-8").read()
+c = Check()
+c.feed(text)
+if c.stack:
+    c.errors.append(f"unclosed {c.stack}")
+missing = [i for i in c.images if not os.path.isfile(os.path.join(d, i))]
+print(json.dumps({"errors": c.errors, "images": c.images, "missing": missing,
+                  "network": "http://" in text or "https://" in text, "doctype": text.startswith("<!DOCTYPE html>")}))
+"#;
+    let h = python_json(html_check, &[s(&report)]);
+    assert_eq!(h["errors"], serde_json::json!([]), "{h}");
+    assert_eq!(h["missing"], serde_json::json!([]), "{h}");
+    assert_eq!(h["network"], false);
+    assert_eq!(h["doctype"], true);
+    assert!(h["images"].as_array().unwrap().len() >= 4, "{h}");
+    for name in [
+        "summary.parquet",
+        "class-map.tif",
+        "kl-map.tif",
+        "quicklook.png",
+    ] {
+        assert!(report.join(name).is_file(), "{name}");
+    }
+
+    // An existing report is kept without --overwrite; a failing run leaves no half-written folder.
+    let before = std::fs::read(report.join("index.html")).unwrap();
+    let again = pipeline(&[
+        "run",
+        "--cube",
+        s(&cube),
+        "--out",
+        s(&p("other.parquet")),
+        "--report",
+        s(&report),
+    ]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("report folder exists"));
+    assert_eq!(std::fs::read(report.join("index.html")).unwrap(), before);
+    let broken = p("broken-report");
+    let failed = pipeline(&[
+        "run",
+        "--cube",
+        s(&p("nothing.hdr")),
+        "--out",
+        s(&p("x.parquet")),
+        "--report",
+        s(&broken),
+    ]);
+    assert!(!failed.status.success());
+    assert!(!broken.exists());
+    let leftovers: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}

@@ -71,4 +71,34 @@ impl ClassSet {
     pub fn names(&self) -> Vec<&str> {
         self.classes.iter().map(|c| c.name.as_str()).collect()
     }
+
+    /// Display colour (RGB) of the class at output `index`, the same in maps, quicklooks and
+    /// reports: healthy green, rust orange, blight dark red; other names from a fixed palette.
+    pub fn colour(&self, index: usize) -> [u8; 3] {
+        const PALETTE: [[u8; 3]; 8] = [
+            [31, 119, 180],
+            [148, 103, 189],
+            [23, 190, 207],
+            [188, 189, 34],
+            [227, 119, 194],
+            [127, 127, 127],
+            [140, 86, 75],
+            [255, 187, 120],
+        ];
+        let name = self.classes.get(index).map(|c| c.name.to_lowercase());
+        match name.as_deref() {
+            Some("healthy") => [46, 160, 44],
+            Some("rust") => [255, 127, 14],
+            Some("blight") => [163, 29, 29],
+            _ => PALETTE[index % PALETTE.len()],
+        }
+    }
+
+    /// Output index of the class named `healthy` (any case), when there is one: disease incidence
+    /// counts every other class.
+    pub fn healthy_index(&self) -> Option<usize> {
+        self.classes
+            .iter()
+            .position(|c| c.name.eq_ignore_ascii_case("healthy"))
+    }
 }

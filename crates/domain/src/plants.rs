@@ -64,4 +64,9 @@ pub struct PlantSet {
     /// Pixels in the vegetation mask (or labelled), including those of regions too small to count.
     pub vegetation_pixels: u64,
     pub total_pixels: u64,
+    /// Scene raster (lines x samples, row-major): 1-based index into `plants` of each pixel's
+    /// plant, 0 for none. Maps and quicklooks draw plants from it.
+    pub pixel_plants: Vec<u32>,
+    pub lines: usize,
+    pub samples: usize,
 }

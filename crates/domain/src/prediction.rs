@@ -50,6 +50,13 @@ pub fn entropy_nats(probabilities: &[f32]) -> f64 {
 #[derive(Debug, Clone)]
 pub struct PredictionTable {
     pub field_id: String,
+    /// The cube as the user named it.
+    pub cube: String,
+    /// Acquisition date (YYYY-MM-DD) from the cube's metadata, when it has one.
+    pub scan_date: Option<String>,
+    /// CRS of `x`/`y` (WKT) and its EPSG code, when the cube is georeferenced.
+    pub crs_wkt: Option<String>,
+    pub epsg: Option<u32>,
     pub model_id: String,
     pub beta: f64,
     pub classes: ClassSet,

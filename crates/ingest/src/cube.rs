@@ -316,6 +316,32 @@ impl Cube {
             .map(|v| (v * self.gain + self.offset) as f32)
     }
 
+    /// Acquisition date (YYYY-MM-DD): ENVI `acquisition time` (ISO 8601), else GDAL's
+    /// `TIFFTAG_DATETIME` (`YYYY:MM:DD HH:MM:SS`) or `ACQUISITIONDATETIME` metadata.
+    pub fn acquisition_date(&self) -> Option<String> {
+        let from_header = self
+            .header
+            .as_ref()
+            .and_then(|h| {
+                h.get("acquisition time")
+                    .or_else(|| h.get("acquisition date"))
+            })
+            .map(str::to_string);
+        let from_gdal = || {
+            let dataset = self.dataset.as_ref()?;
+            [
+                "TIFFTAG_DATETIME",
+                "ACQUISITIONDATETIME",
+                "ACQUISITION_DATE",
+            ]
+            .iter()
+            .find_map(|key| dataset.metadata_item(key, ""))
+        };
+        from_header
+            .or_else(from_gdal)
+            .and_then(|text| iso_date(&text))
+    }
+
     /// With white/dark calibration: (values clipped to the sane range, values calibrated) so far.
     pub fn calibration_counts(&self) -> Option<(u64, u64)> {
         self.calibration.as_ref().map(CalibrationFrames::counts)
@@ -591,4 +617,37 @@ fn georeference(dataset: &gdal::Dataset) -> Option<GeoReference> {
             .and_then(|c| u32::try_from(c).ok()),
         crs_wkt: spatial_ref.to_wkt().unwrap_or_default(),
     })
+}
+
+/// The date at the start of an ISO 8601 (`2024-06-14T10:00Z`) or TIFF (`2024:06:14 10:00:00`)
+/// time stamp, as YYYY-MM-DD.
+pub(crate) fn iso_date(text: &str) -> Option<String> {
+    let text = text.trim();
+    let date = text.get(..10)?;
+    let parts: Vec<&str> = date.split(['-', ':']).collect();
+    let [y, m, d] = parts.as_slice() else {
+        return None;
+    };
+    let (y, m, d): (u32, u32, u32) = (y.parse().ok()?, m.parse().ok()?, d.parse().ok()?);
+    ((1900..=2200).contains(&y) && (1..=12).contains(&m) && (1..=31).contains(&d))
+        .then(|| format!("{y:04}-{m:02}-{d:02}"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn dates() {
+        use super::iso_date;
+        assert_eq!(
+            iso_date("2024-06-14T10:23:45.000Z").as_deref(),
+            Some("2024-06-14")
+        );
+        assert_eq!(
+            iso_date(" 2024:06:14 10:23:45").as_deref(),
+            Some("2024-06-14")
+        );
+        assert_eq!(iso_date("14-06-2024"), None);
+        assert_eq!(iso_date("2024-13-01"), None);
+        assert_eq!(iso_date("soon"), None);
+    }
 }

@@ -108,6 +108,15 @@ impl Cube {
         })
     }
 
+    /// The decimation of a quicklook whose sides stay within `max_side`: every `step`-th line and
+    /// sample.
+    pub fn quicklook_step(&self, max_side: usize) -> usize {
+        self.lines()
+            .max(self.samples())
+            .div_ceil(max_side.max(1))
+            .max(1)
+    }
+
     /// An 8-bit RGB composite of the bands nearest 640, 550 and 460 nm, each stretched between its
     /// 2nd and 98th percentile, decimated so that neither side exceeds `max_side` pixels.
     /// Returns (width, height, row-major RGB bytes).
@@ -127,11 +136,7 @@ impl Cube {
                 ));
             }
         }
-        let step = self
-            .lines()
-            .max(self.samples())
-            .div_ceil(max_side.max(1))
-            .max(1);
+        let step = self.quicklook_step(max_side);
         let (height, width) = (self.lines().div_ceil(step), self.samples().div_ceil(step));
         let mut channels: Vec<Vec<f32>> =
             (0..3).map(|_| Vec::with_capacity(width * height)).collect();

@@ -35,4 +35,7 @@ pub use plants::{
     PlantConfig, RegionIds, Threshold, VegetationIndex,
 };
 pub use polygons::{plants_from_id_raster, plants_from_polygons};
-pub use write::{write_envi_cube, write_envi_labels, write_geotiff_cube, write_geotiff_labels};
+pub use write::{
+    write_class_map, write_envi_cube, write_envi_labels, write_float_map, write_geotiff_cube,
+    write_geotiff_labels,
+};

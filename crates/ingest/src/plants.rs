@@ -231,6 +231,9 @@ pub fn find_plants(cube: &Cube, config: &PlantConfig) -> Result<PlantSet> {
         attributes: Vec::new(),
         vegetation_pixels,
         total_pixels: (cube.lines() * cube.samples()) as u64,
+        pixel_plants: components.region_of_pixel,
+        lines: cube.lines(),
+        samples: cube.samples(),
     })
 }
 

@@ -207,6 +207,9 @@ pub fn plants_from_polygons(cube: &Cube, config: &PlantConfig, path: &Path) -> R
         attributes: fields,
         vegetation_pixels,
         total_pixels: (lines * samples) as u64,
+        pixel_plants: components.region_of_pixel,
+        lines,
+        samples,
     })
 }
 
@@ -256,6 +259,9 @@ pub fn plants_from_id_raster(cube: &Cube, path: &Path) -> Result<PlantSet> {
         plants,
         attributes: Vec::new(),
         total_pixels: (lines * samples) as u64,
+        pixel_plants: components.region_of_pixel,
+        lines,
+        samples,
     })
 }
 

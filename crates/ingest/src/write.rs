@@ -245,6 +245,20 @@ pub fn write_geotiff_cube(path: &Path, cube: &RasterCube) -> Result<()> {
 
 /// Write a label raster as a uint16 GeoTIFF with GDAL category names.
 pub fn write_geotiff_labels(path: &Path, labels: &LabelRaster) -> Result<()> {
+    write_coded_geotiff(path, labels, None)
+}
+
+/// A class map: [`write_geotiff_labels`] plus a colour table (`colours[k]` for the class at output
+/// index k of `labels.classes`; 0 = no plant, transparent) and 0 as nodata.
+pub fn write_class_map(path: &Path, labels: &LabelRaster, colours: &[[u8; 3]]) -> Result<()> {
+    write_coded_geotiff(path, labels, Some(colours))
+}
+
+fn write_coded_geotiff(
+    path: &Path,
+    labels: &LabelRaster,
+    colours: Option<&[[u8; 3]]>,
+) -> Result<()> {
     let tmp = temporary(path);
     let result = (|| {
         let max_code = labels.codes.iter().copied().max().unwrap_or(0);
@@ -257,15 +271,26 @@ pub fn write_geotiff_labels(path: &Path, labels: &LabelRaster) -> Result<()> {
         let driver = gdal::DriverManager::get_driver_by_name("GTiff")
             .map_err(|e| Error::gdal(path, "find the GTiff driver", e))?;
         let options = gdal::raster::RasterCreationOptions::from_iter(["COMPRESS=DEFLATE"]);
-        let mut dataset = driver
-            .create_with_band_type_with_options::<u16, _>(
+        // Codes up to 255 as bytes: a colour table then has 256 entries, not 65536.
+        let byte = max_code <= u32::from(u8::MAX);
+        let created = if byte {
+            driver.create_with_band_type_with_options::<u8, _>(
                 &tmp,
                 labels.samples,
                 labels.lines,
                 1,
                 &options,
             )
-            .map_err(|e| Error::gdal(path, "create the GeoTIFF", e))?;
+        } else {
+            driver.create_with_band_type_with_options::<u16, _>(
+                &tmp,
+                labels.samples,
+                labels.lines,
+                1,
+                &options,
+            )
+        };
+        let mut dataset = created.map_err(|e| Error::gdal(path, "create the GeoTIFF", e))?;
         if let Some(georeference) = &labels.georeference {
             set_georeference(&mut dataset, georeference, path)?;
         }
@@ -280,12 +305,32 @@ pub fn write_geotiff_labels(path: &Path, labels: &LabelRaster) -> Result<()> {
             }
         }
         set_category_names(&mut band, &names);
-        let mut buffer = gdal::raster::Buffer::new(
-            (labels.samples, labels.lines),
-            labels.codes.iter().map(|&c| c as u16).collect(),
-        );
-        band.write((0, 0), (labels.samples, labels.lines), &mut buffer)
-            .map_err(|e| Error::gdal(path, "write the labels", e))?;
+        if let Some(colours) = colours {
+            use gdal::raster::{ColorEntry, ColorTable, PaletteInterpretation};
+            let mut table = ColorTable::new(PaletteInterpretation::Rgba);
+            table.set_color_entry(0, &ColorEntry::rgba(0, 0, 0, 0));
+            for (k, class) in labels.classes.iter().enumerate() {
+                let [r, g, b] = colours.get(k).copied().unwrap_or([128, 128, 128]);
+                table.set_color_entry(
+                    class.code as u16,
+                    &ColorEntry::rgba(r.into(), g.into(), b.into(), 255),
+                );
+            }
+            band.set_color_table(&table);
+            band.set_no_data_value(Some(0.0))
+                .map_err(|e| Error::gdal(path, "set nodata", e))?;
+        }
+        let size = (labels.samples, labels.lines);
+        let written = if byte {
+            let mut buffer =
+                gdal::raster::Buffer::new(size, labels.codes.iter().map(|&c| c as u8).collect());
+            band.write((0, 0), size, &mut buffer)
+        } else {
+            let mut buffer =
+                gdal::raster::Buffer::new(size, labels.codes.iter().map(|&c| c as u16).collect());
+            band.write((0, 0), size, &mut buffer)
+        };
+        written.map_err(|e| Error::gdal(path, "write the labels", e))?;
         dataset
             .close()
             .map_err(|e| Error::gdal(path, "close the GeoTIFF", e))
@@ -327,4 +372,47 @@ fn finish(result: Result<()>, tmp: &Path, path: &Path) -> Result<()> {
         let _ = std::fs::remove_file(aux(tmp));
     }
     renamed
+}
+
+/// A one-band float32 GeoTIFF (e.g. each plant's KL on its pixels), NaN as nodata.
+pub fn write_float_map(
+    path: &Path,
+    (lines, samples): (usize, usize),
+    values: &[f32],
+    georeference: Option<&GeoReference>,
+    description: &str,
+) -> Result<()> {
+    if values.len() != lines * samples {
+        return Err(Error::invalid(
+            path,
+            format!("{} values for {lines} x {samples} pixels", values.len()),
+        ));
+    }
+    let tmp = temporary(path);
+    let result = (|| {
+        let driver = gdal::DriverManager::get_driver_by_name("GTiff")
+            .map_err(|e| Error::gdal(path, "find the GTiff driver", e))?;
+        let options =
+            gdal::raster::RasterCreationOptions::from_iter(["COMPRESS=DEFLATE", "PREDICTOR=3"]);
+        let mut dataset = driver
+            .create_with_band_type_with_options::<f32, _>(&tmp, samples, lines, 1, &options)
+            .map_err(|e| Error::gdal(path, "create the GeoTIFF", e))?;
+        if let Some(georeference) = georeference {
+            set_georeference(&mut dataset, georeference, path)?;
+        }
+        let mut band = dataset
+            .rasterband(1)
+            .map_err(|e| Error::gdal(path, "open band 1", e))?;
+        band.set_description(description)
+            .map_err(|e| Error::gdal(path, "set the band description", e))?;
+        band.set_no_data_value(Some(f64::NAN))
+            .map_err(|e| Error::gdal(path, "set nodata", e))?;
+        let mut buffer = gdal::raster::Buffer::new((samples, lines), values.to_vec());
+        band.write((0, 0), (samples, lines), &mut buffer)
+            .map_err(|e| Error::gdal(path, "write the values", e))?;
+        dataset
+            .close()
+            .map_err(|e| Error::gdal(path, "close the GeoTIFF", e))
+    })();
+    finish(result, &tmp, path)
 }

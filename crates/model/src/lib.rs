@@ -24,4 +24,4 @@ pub use diagnostics::{
 pub use error::{Error, Result};
 pub use metrics::{ClassMetrics, Metrics};
 pub use network::{Architecture, EncoderKind};
-pub use vib::{EpochRecord, ModelCard, TrainingSummary, VibModel, FORMAT_VERSION};
+pub use vib::{EpochRecord, ModelCard, SweepRecord, TrainingSummary, VibModel, FORMAT_VERSION};

@@ -34,6 +34,23 @@ pub struct ModelCard {
     pub training: TrainingSummary,
     /// Out-of-distribution thresholds on KL and predictive entropy.
     pub ood: OodThresholds,
+    /// The beta sweep this model was chosen from (`pipeline sweep`), one record per beta.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sweep: Option<Vec<SweepRecord>>,
+}
+
+/// One beta of the sweep a model came from: both information bounds, in nats.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SweepRecord {
+    pub beta: f64,
+    /// Mean KL on the training set: upper bound on I(Z;X).
+    pub train_rate_nats: f64,
+    /// H(Y) - cross-entropy on the training set: lower bound on I(Z;Y).
+    pub train_relevance_nats: f64,
+    pub validation_rate_nats: Option<f64>,
+    pub validation_relevance_nats: Option<f64>,
+    pub train_accuracy: f64,
+    pub validation_accuracy: Option<f64>,
 }
 
 /// What the model was trained on and how it ended.
@@ -378,6 +395,7 @@ impl VibModel {
                 validation,
             },
             ood,
+            sweep: None,
         };
         let mut model = Self {
             vs,
@@ -391,6 +409,13 @@ impl VibModel {
 
     pub fn card(&self) -> &ModelCard {
         &self.card
+    }
+
+    /// Record the sweep this model was chosen from in its card (the model id changes with it).
+    pub fn set_sweep(&mut self, records: Vec<SweepRecord>) -> Result<()> {
+        self.card.sweep = Some(records);
+        self.model_id = content_id(&self.to_bytes()?);
+        Ok(())
     }
 
     /// Content hash of the model file.

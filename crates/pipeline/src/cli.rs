@@ -158,6 +158,25 @@ pub struct RunArgs {
     /// Field id written in every row; the cube's file stem when omitted.
     #[arg(long)]
     pub field_id: Option<String>,
+    /// Also write the field summary (Parquet, one row): plants per class, disease incidence, KL
+    /// mean and percentiles, OOD count, model and beta.
+    #[arg(long, value_name = "FILE")]
+    pub summary: Option<PathBuf>,
+    /// Also write the class map (GeoTIFF in the cube's georeference: each plant's pixels carry its
+    /// predicted class code, with a colour table and category names; 0 = no plant).
+    #[arg(long, value_name = "FILE")]
+    pub class_map: Option<PathBuf>,
+    /// Also write the KL map (float32 GeoTIFF: each plant's KL in nats on its pixels, NaN elsewhere).
+    #[arg(long, value_name = "FILE")]
+    pub kl_map: Option<PathBuf>,
+    /// Also write a quicklook PNG: true colour with plant outlines in their class colour,
+    /// out-of-distribution plants in magenta with a cross.
+    #[arg(long, value_name = "FILE")]
+    pub quicklook: Option<PathBuf>,
+    /// Write a field report into this new folder: index.html (open it in a browser, no network
+    /// needed), the summary, maps and figures it shows.
+    #[arg(long, value_name = "DIR")]
+    pub report: Option<PathBuf>,
     /// Also write each plant's spectra (Parquet): mean reflectance per band in columns named by
     /// wavelength (a spectral table `train --spectra` reads) and `std_<wavelength>`.
     #[arg(long, value_name = "FILE")]

@@ -4,13 +4,21 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))] // tests: a failed unwrap is a failed test
 
 mod error;
+mod field_plots;
+mod html;
+mod maps;
 mod plot;
 mod predictions;
 mod spectra_table;
+mod summary;
 mod table;
 
 pub use error::{Error, Result};
+pub use field_plots::{histogram, write_kl_histogram, write_probability_distributions};
+pub use html::{escape, report_html, write_report_html, ModelReport, ReportImages};
+pub use maps::{class_map_rgb, draw_plant_outlines, OOD_COLOUR};
 pub use plot::{write_png_rgb, write_sweep_plots, SweepPoint};
 pub use predictions::{probability_column, write_predictions, PREDICTIONS_SCHEMA_VERSION};
 pub use spectra_table::{read_spectral_table, SpectralTable};
+pub use summary::{percentile_sorted, write_field_summaries, FieldSummary};
 pub use table::{write_table, Table, Values};

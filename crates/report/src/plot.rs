@@ -27,7 +27,7 @@ const WIDTH: u32 = 900;
 const HEIGHT: u32 = 600;
 static FONT: Once = Once::new();
 
-fn register_font() {
+pub(crate) fn register_font() {
     FONT.call_once(|| {
         let bytes: &'static [u8] = include_bytes!("../fonts/DejaVuSans.ttf");
         // A bundled, valid TrueType file: registration cannot fail.
@@ -35,7 +35,7 @@ fn register_font() {
     });
 }
 
-fn plot_error(path: &Path, message: impl std::fmt::Display) -> Error {
+pub(crate) fn plot_error(path: &Path, message: impl std::fmt::Display) -> Error {
     Error::Invalid {
         path: path.into(),
         message: format!("drawing failed: {message}"),

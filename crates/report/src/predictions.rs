@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::table::write_frame;
 
 /// Schema version written to the file's key-value metadata as `pipeline.schema_version`.
-pub const PREDICTIONS_SCHEMA_VERSION: &str = "1";
+pub const PREDICTIONS_SCHEMA_VERSION: &str = "2";
 
 /// Column name of a class's probability: `prob_<class name>`.
 pub fn probability_column(class_name: &str) -> String {
@@ -32,8 +32,23 @@ fn build_frame(table: &PredictionTable, path: &Path) -> Result<DataFrame> {
             .get(predictions[i].predicted_index)
             .expect("predicted index is a class index")
     };
+    // Second-best class and the probability margin to it.
+    let second: Vec<(usize, f32)> = predictions
+        .iter()
+        .map(|p| {
+            let best = p.probabilities[p.predicted_index];
+            p.probabilities
+                .iter()
+                .enumerate()
+                .filter(|(k, _)| *k != p.predicted_index)
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .map_or((p.predicted_index, 0.0), |(k, &q)| (k, best - q))
+        })
+        .collect();
     let mut columns = vec![
         Column::new("field_id".into(), vec![table.field_id.as_str(); n]),
+        Column::new("scan_date".into(), vec![table.scan_date.as_deref(); n]),
+        Column::new("cube".into(), vec![table.cube.as_str(); n]),
         Column::new(
             "plant_id".into(),
             plants.iter().map(|p| p.plant_id).collect::<Vec<u32>>(),
@@ -109,6 +124,22 @@ fn build_frame(table: &PredictionTable, path: &Path) -> Result<DataFrame> {
     }
     columns.extend([
         Column::new(
+            "second_class_name".into(),
+            second
+                .iter()
+                .map(|&(k, _)| {
+                    table
+                        .classes
+                        .get(k)
+                        .map_or(String::new(), |c| c.name.clone())
+                })
+                .collect::<Vec<String>>(),
+        ),
+        Column::new(
+            "margin".into(),
+            second.iter().map(|&(_, m)| m).collect::<Vec<f32>>(),
+        ),
+        Column::new(
             "entropy_nats".into(),
             predictions
                 .iter()
@@ -118,6 +149,17 @@ fn build_frame(table: &PredictionTable, path: &Path) -> Result<DataFrame> {
         Column::new(
             "kl_nats".into(),
             predictions.iter().map(|p| p.kl_nats).collect::<Vec<f64>>(),
+        ),
+        Column::new(
+            "kl_bits".into(),
+            predictions
+                .iter()
+                .map(|p| p.kl_nats / std::f64::consts::LN_2)
+                .collect::<Vec<f64>>(),
+        ),
+        Column::new(
+            "ood".into(),
+            predictions.iter().map(|p| p.ood).collect::<Vec<bool>>(),
         ),
         Column::new("model_id".into(), vec![table.model_id.as_str(); n]),
         Column::new("beta".into(), vec![table.beta; n]),
@@ -183,6 +225,12 @@ pub fn write_predictions(
         "pipeline.schema_version".to_string(),
         PREDICTIONS_SCHEMA_VERSION.to_string(),
     )];
+    if let Some(wkt) = &table.crs_wkt {
+        key_values.push(("pipeline.crs_wkt".into(), wkt.clone()));
+    }
+    if let Some(epsg) = table.epsg {
+        key_values.push(("pipeline.crs_epsg".into(), epsg.to_string()));
+    }
     key_values.extend(metadata.iter().cloned());
     write_frame(path, &mut frame, key_values)
 }

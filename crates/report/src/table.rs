@@ -17,6 +17,8 @@ pub enum Values {
     U64(Vec<u64>),
     Bool(Vec<bool>),
     Str(Vec<String>),
+    /// Missing values are null.
+    OptionalStr(Vec<Option<String>>),
 }
 
 impl Values {
@@ -27,6 +29,7 @@ impl Values {
             Values::U64(v) => v.len(),
             Values::Bool(v) => v.len(),
             Values::Str(v) => v.len(),
+            Values::OptionalStr(v) => v.len(),
         }
     }
 
@@ -38,6 +41,7 @@ impl Values {
             Values::U64(v) => Column::new(name, v),
             Values::Bool(v) => Column::new(name, v),
             Values::Str(v) => Column::new(name, v),
+            Values::OptionalStr(v) => Column::new(name, v),
         }
     }
 }

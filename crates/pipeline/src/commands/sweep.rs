@@ -99,6 +99,26 @@ pub fn run(args: SweepArgs) -> Result<()> {
         })
         .collect();
     report::write_sweep_plots(&args.out, &points)?;
+    let records: Vec<model::SweepRecord> = rows
+        .iter()
+        .map(|r| {
+            let t = &r.model.card().training;
+            model::SweepRecord {
+                beta: r.beta,
+                train_rate_nats: t.train.mean_kl_nats,
+                train_relevance_nats: t.label_entropy_nats - t.train.cross_entropy_nats,
+                validation_rate_nats: t.validation.as_ref().map(|v| v.mean_kl_nats),
+                validation_relevance_nats: t
+                    .validation
+                    .as_ref()
+                    .map(|v| t.label_entropy_nats - v.cross_entropy_nats),
+                train_accuracy: t.train.accuracy,
+                validation_accuracy: t.validation.as_ref().map(|v| v.accuracy),
+            }
+        })
+        .collect();
+    let chosen = &mut rows[best];
+    chosen.model.set_sweep(records)?;
     let chosen = &rows[best];
     let model_path = args.out.join("model.safetensors");
     chosen.model.save(&model_path)?;

@@ -68,6 +68,10 @@ fn table() -> PredictionTable {
     ];
     PredictionTable {
         field_id: "north-plot".into(),
+        cube: "scans/north.hdr".into(),
+        scan_date: Some("2026-06-14".into()),
+        crs_wkt: Some("PROJCS[\"WGS 84 / UTM zone 32N\"]".into()),
+        epsg: Some(32632),
         model_id: "abc123".into(),
         beta: 1e-3,
         classes,
@@ -154,8 +158,22 @@ print(json.dumps({"columns": t.column_names, "rows": t.to_pylist(), "meta": meta
     assert_eq!(v["types"]["genotype_id"], "int64");
     assert_eq!(v["types"]["plot"], "string_view");
     assert_eq!(v["types"]["pixel_count"], "uint64");
+    assert_eq!(rows[0]["scan_date"], "2026-06-14");
+    assert_eq!(rows[0]["cube"], "scans/north.hdr");
+    // Second-best class and margin: [0.9, 0.1] -> rust, 0.8; [0.5, 0.5] -> margin 0.
+    assert_eq!(rows[0]["second_class_name"], "rust");
+    assert!((rows[0]["margin"].as_f64().unwrap() - 0.8).abs() < 1e-6);
+    assert_eq!(rows[1]["second_class_name"], "healthy");
+    assert_eq!(rows[2]["margin"].as_f64().unwrap(), 0.0);
+    assert!((rows[2]["kl_bits"].as_f64().unwrap() - 10.25 / std::f64::consts::LN_2).abs() < 1e-9);
+    assert_eq!(rows[0]["ood"], false);
+    assert_eq!(v["meta"]["pipeline.crs_epsg"], "32632");
+    assert!(v["meta"]["pipeline.crs_wkt"]
+        .as_str()
+        .unwrap()
+        .contains("UTM zone 32N"));
     assert_eq!(v["types"]["prob_rust"], "float");
-    assert_eq!(v["meta"]["pipeline.schema_version"], "1");
+    assert_eq!(v["meta"]["pipeline.schema_version"], "2");
     assert_eq!(v["meta"]["pipeline.cube"], "x.hdr");
 }
 
