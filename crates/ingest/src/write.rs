@@ -271,8 +271,9 @@ fn write_coded_geotiff(
         let driver = gdal::DriverManager::get_driver_by_name("GTiff")
             .map_err(|e| Error::gdal(path, "find the GTiff driver", e))?;
         let options = gdal::raster::RasterCreationOptions::from_iter(["COMPRESS=DEFLATE"]);
-        // Codes up to 255 as bytes: a colour table then has 256 entries, not 65536.
-        let byte = max_code <= u32::from(u8::MAX);
+        // Class maps with codes up to 255 as bytes: a colour table then has 256 entries, not
+        // 65536. Label rasters stay uint16 (the sample cubes' files are compared byte for byte).
+        let byte = colours.is_some() && max_code <= u32::from(u8::MAX);
         let created = if byte {
             driver.create_with_band_type_with_options::<u8, _>(
                 &tmp,
