@@ -455,8 +455,9 @@ fn sweep_writes_bounds_figures_and_the_recommended_model() {
         recommended[0]["validation_nll_nats"].as_f64().unwrap(),
         best_nll
     );
-    // The recommended model is usable as it is.
+    // The recommended model is usable as it is, and its report shows the sweep it came from.
     let predictions = dir.path().join("p.parquet");
+    let report = dir.path().join("report");
     ok(&[
         "run",
         "--cube",
@@ -465,7 +466,13 @@ fn sweep_writes_bounds_figures_and_the_recommended_model() {
         s(&out.join("model.safetensors")),
         "--out",
         s(&predictions),
+        "--report",
+        s(&report),
     ]);
+    let html = std::fs::read_to_string(report.join("index.html")).unwrap();
+    assert!(html.contains("src=\"information-plane.svg\""), "no information plane in the report");
+    assert!(report.join("information-plane.svg").is_file());
+    assert!(html.contains("&quot;sweep&quot;"), "the card's sweep records are shown");
 }
 
 #[test]
