@@ -84,8 +84,8 @@ pub fn write_kl_histogram(path: &Path, table: &PredictionTable, threshold_nats: 
     crate::table::write_bytes(path, text.as_bytes())
 }
 
-/// For each class, the histogram of its probability over the plants (20 bins over [0, 1]),
-/// drawn as lines in the class colours.
+/// For each class, the histogram of its probability over the plants (20 bins over [0, 1]), one
+/// panel per class in its colour: mass near 1 is confident calls, mass in between is doubt.
 pub fn write_probability_distributions(path: &Path, table: &PredictionTable) -> Result<()> {
     register_font();
     let bins = 20;
@@ -99,11 +99,7 @@ pub fn write_probability_distributions(path: &Path, table: &PredictionTable) -> 
                 .iter()
                 .map(|p| f64::from(p.probabilities[k]))
                 .collect();
-            (
-                c.name.clone(),
-                table.classes.colour(k),
-                histogram(&p, 0.0, 1.0, bins),
-            )
+            (c.name.clone(), table.classes.colour(k), histogram(&p, 0.0, 1.0, bins))
         })
         .collect();
     let top = series
@@ -117,43 +113,35 @@ pub fn write_probability_distributions(path: &Path, table: &PredictionTable) -> 
         let root = SVGBackend::with_string(&mut text, (WIDTH, HEIGHT)).into_drawing_area();
         let draw = || -> std::result::Result<(), String> {
             root.fill(&WHITE).map_err(|e| e.to_string())?;
-            let mut chart = ChartBuilder::on(&root)
-                .caption("Class probability over plants", ("sans-serif", 20))
-                .margin(15)
-                .x_label_area_size(40)
-                .y_label_area_size(50)
-                .build_cartesian_2d(0.0..1.0, 0u64..top + top / 10 + 1)
+            let root = root
+                .titled("Class probability over plants", ("sans-serif", 20))
                 .map_err(|e| e.to_string())?;
-            chart
-                .configure_mesh()
-                .x_desc("probability")
-                .y_desc("plants")
-                .label_style(("sans-serif", 13))
-                .draw()
-                .map_err(|e| e.to_string())?;
-            for (name, [r, g, b], counts) in &series {
+            let panels = root.split_evenly((1, series.len().max(1)));
+            for ((name, [r, g, b], counts), panel) in series.iter().zip(&panels) {
                 let colour = RGBColor(*r, *g, *b);
+                let mut chart = ChartBuilder::on(panel)
+                    .caption(name.as_str(), ("sans-serif", 16))
+                    .margin(8)
+                    .x_label_area_size(35)
+                    .y_label_area_size(40)
+                    .build_cartesian_2d(0.0..1.0, 0u64..top + top / 10 + 1)
+                    .map_err(|e| e.to_string())?;
                 chart
-                    .draw_series(LineSeries::new(
-                        counts
-                            .iter()
-                            .enumerate()
-                            .map(|(i, &c)| ((i as f64 + 0.5) / bins as f64, c)),
-                        colour.stroke_width(2),
-                    ))
-                    .map_err(|e| e.to_string())?
-                    .label(name.as_str())
-                    .legend(move |(x, y)| {
-                        PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
-                    });
+                    .configure_mesh()
+                    .x_desc("probability")
+                    .y_desc("plants")
+                    .x_labels(5)
+                    .label_style(("sans-serif", 12))
+                    .draw()
+                    .map_err(|e| e.to_string())?;
+                let width = 1.0 / bins as f64;
+                chart
+                    .draw_series(counts.iter().enumerate().map(|(i, &c)| {
+                        let x = i as f64 * width;
+                        Rectangle::new([(x, 0), (x + width, c)], colour.filled())
+                    }))
+                    .map_err(|e| e.to_string())?;
             }
-            chart
-                .configure_series_labels()
-                .background_style(WHITE.mix(0.8))
-                .border_style(BLACK)
-                .label_font(("sans-serif", 13))
-                .draw()
-                .map_err(|e| e.to_string())?;
             root.present().map_err(|e| e.to_string())
         };
         draw().map_err(|e| plot_error(path, e))?;
