@@ -470,9 +470,15 @@ fn sweep_writes_bounds_figures_and_the_recommended_model() {
         s(&report),
     ]);
     let html = std::fs::read_to_string(report.join("index.html")).unwrap();
-    assert!(html.contains("src=\"information-plane.svg\""), "no information plane in the report");
+    assert!(
+        html.contains("src=\"information-plane.svg\""),
+        "no information plane in the report"
+    );
     assert!(report.join("information-plane.svg").is_file());
-    assert!(html.contains("&quot;sweep&quot;"), "the card's sweep records are shown");
+    assert!(
+        html.contains("&quot;sweep&quot;"),
+        "the card's sweep records are shown"
+    );
 }
 
 #[test]

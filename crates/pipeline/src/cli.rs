@@ -85,12 +85,13 @@ pub enum Index {
 }
 
 impl PlantArgs {
-    /// The plants of `cube`, by the way these arguments choose.
-    pub fn find(&self, cube: &ingest::Cube) -> ingest::Result<domain::PlantSet> {
+    /// How these arguments find plants.
+    pub fn source(&self) -> crate::commands::PlantSource {
+        use crate::commands::PlantSource;
         match (&self.polygons, &self.plant_ids) {
-            (Some(polygons), _) => ingest::plants_from_polygons(cube, &self.config(), polygons),
-            (None, Some(ids)) => ingest::plants_from_id_raster(cube, ids),
-            (None, None) => ingest::find_plants(cube, &self.config()),
+            (Some(polygons), _) => PlantSource::Polygons(self.config(), polygons.clone()),
+            (None, Some(ids)) => PlantSource::PlantIds(ids.clone()),
+            (None, None) => PlantSource::Components(self.config()),
         }
     }
 

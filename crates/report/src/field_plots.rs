@@ -99,7 +99,11 @@ pub fn write_probability_distributions(path: &Path, table: &PredictionTable) -> 
                 .iter()
                 .map(|p| f64::from(p.probabilities[k]))
                 .collect();
-            (c.name.clone(), table.classes.colour(k), histogram(&p, 0.0, 1.0, bins))
+            (
+                c.name.clone(),
+                table.classes.colour(k),
+                histogram(&p, 0.0, 1.0, bins),
+            )
         })
         .collect();
     let top = series

@@ -10,6 +10,8 @@ pub(crate) mod train;
 
 use anyhow::{Context, Result};
 
+pub(crate) use run::PlantSource;
+
 use crate::cli::{Command, DeviceArgs, ModelArgs, PreprocessArgs};
 
 pub fn dispatch(command: Command) -> Result<()> {

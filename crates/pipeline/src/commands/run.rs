@@ -1,7 +1,7 @@
 //! `pipeline run`: cube in, one prediction per plant out.
 
 use std::f64::consts::LN_2;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use domain::{LabelRaster, PlantSet, PredictionTable};
@@ -15,6 +15,158 @@ use crate::output::check_writable;
 
 /// Longest side of quicklooks and report images, in pixels.
 const PICTURE_MAX_PX: usize = 2048;
+
+/// How a cube's plants are found.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum PlantSource {
+    /// Connected components of the vegetation mask.
+    Components(ingest::PlantConfig),
+    /// One plant per polygon (vegetation pixels inside it).
+    Polygons(ingest::PlantConfig, PathBuf),
+    /// A plant-id raster.
+    PlantIds(PathBuf),
+}
+
+/// One cube to analyse, with everything that decides the result.
+#[derive(Debug, Clone, serde::Serialize)]
+pub(crate) struct CubeJob {
+    pub cube: PathBuf,
+    /// Field id; the cube's file stem when absent.
+    pub field_id: Option<String>,
+    /// Scan date (YYYY-MM-DD) overriding the cube's own acquisition date.
+    pub date: Option<String>,
+    pub read: ingest::ReadConfig,
+    pub plants: PlantSource,
+    pub z_samples: usize,
+}
+
+impl CubeJob {
+    pub fn field_id(&self) -> String {
+        self.field_id.clone().unwrap_or_else(|| {
+            self.cube
+                .file_stem()
+                .map_or_else(|| "field".into(), |s| s.to_string_lossy().into_owned())
+        })
+    }
+}
+
+/// A cube analysed: its plants, their calls and the field summary.
+pub(crate) struct Analysed {
+    pub cube: Cube,
+    pub plants: PlantSet,
+    pub table: PredictionTable,
+    pub summary: report::FieldSummary,
+    pub metadata: Vec<(String, String)>,
+    /// Seconds per stage: open, plants, predict.
+    pub stage_seconds: Vec<(&'static str, f64)>,
+}
+
+impl Analysed {
+    pub fn maps(&self) -> Maps<'_> {
+        Maps {
+            cube: &self.cube,
+            plants: &self.plants,
+            table: &self.table,
+        }
+    }
+}
+
+/// Open the cube, find its plants and call each one.
+pub(crate) fn analyse(job: &CubeJob, model: &VibModel, model_name: &str) -> Result<Analysed> {
+    let started = std::time::Instant::now();
+    let mut stage_seconds = Vec::new();
+    let mut lap = |name: &'static str, since: &mut std::time::Instant| {
+        stage_seconds.push((name, since.elapsed().as_secs_f64()));
+        *since = std::time::Instant::now();
+    };
+    let mut since = started;
+    let cube = Cube::open(&job.cube, &job.read)
+        .with_context(|| format!("opening cube {}", job.cube.display()))?;
+    let resampler = cube
+        .axis()
+        .resampler_to(&model.card().axis)
+        .with_context(|| {
+            format!(
+                "{}: the cube's bands cannot feed model {}",
+                job.cube.display(),
+                model_name
+            )
+        })?;
+    lap("open", &mut since);
+    let plants = match &job.plants {
+        PlantSource::Components(config) => ingest::find_plants(&cube, config),
+        PlantSource::Polygons(config, path) => ingest::plants_from_polygons(&cube, config, path),
+        PlantSource::PlantIds(path) => ingest::plants_from_id_raster(&cube, path),
+    }
+    .with_context(|| format!("finding plants in {}", job.cube.display()))?;
+    if let Some((clipped, values)) = cube.calibration_counts() {
+        let clip_max = job
+            .read
+            .calibration
+            .as_ref()
+            .map_or(f64::NAN, |c| c.clip_max);
+        let message = format!("{clipped} of {values} calibrated values clipped to [0, {clip_max}]");
+        if clipped > 0 {
+            tracing::warn!(cube = %job.cube.display(), "{message}");
+        } else {
+            tracing::info!(cube = %job.cube.display(), "{message}");
+        }
+    }
+    lap("plants", &mut since);
+    let bands = model.card().axis.len();
+    let mut spectra = Vec::with_capacity(plants.plants.len() * bands);
+    for plant in &plants.plants {
+        spectra.extend(resampler.apply(&plant.mean_reflectance)?);
+    }
+    let predictions = {
+        let _span = tracing::info_span!("predict", plants = plants.plants.len(), device = %model.device_name()).entered();
+        model
+            .predict(&spectra, plants.plants.len(), job.z_samples, 0)
+            .context("predicting")?
+    };
+    lap("predict", &mut since);
+    let field_id = job.field_id();
+    let georeference = cube.georeference().cloned();
+    let table = PredictionTable {
+        field_id: field_id.clone(),
+        cube: job.cube.display().to_string(),
+        scan_date: job.date.clone().or_else(|| cube.acquisition_date()),
+        crs_wkt: georeference
+            .as_ref()
+            .map(|g| g.crs_wkt.clone())
+            .filter(|w| !w.is_empty()),
+        epsg: georeference.as_ref().and_then(|g| g.epsg),
+        model_id: model.model_id().to_string(),
+        beta: model.card().beta,
+        classes: model.card().classes.clone(),
+        plants: plants.plants.clone(),
+        attributes: plants.attributes.clone(),
+        predictions,
+    };
+    let settings = serde_json::json!({
+        "job": job,
+        "model": model_name,
+        "field_id": field_id,
+    });
+    let metadata = vec![
+        ("pipeline.settings".to_string(), settings.to_string()),
+        (
+            "pipeline.version".to_string(),
+            env!("CARGO_PKG_VERSION").to_string(),
+        ),
+    ];
+    let vegetation_fraction = plants.vegetation_pixels as f64 / plants.total_pixels.max(1) as f64;
+    let summary = report::FieldSummary::of(&table, vegetation_fraction);
+    Ok(Analysed {
+        cube,
+        plants,
+        table,
+        summary,
+        metadata,
+        stage_seconds,
+    })
+}
 
 pub fn run(args: RunArgs) -> Result<()> {
     for path in [
@@ -34,104 +186,31 @@ pub fn run(args: RunArgs) -> Result<()> {
         check_report_dir(dir, args.overwrite)?;
     }
     let device = device(&args.device)?;
-    let read_config = args.read.config();
-    let cube = Cube::open(&args.cube, &read_config)
-        .with_context(|| format!("opening cube {}", args.cube.display()))?;
+    let job = CubeJob {
+        cube: args.cube.clone(),
+        field_id: args.field_id.clone(),
+        date: None,
+        read: args.read.config(),
+        plants: args.plants.source(),
+        z_samples: args.z_samples,
+    };
+    let started = std::time::Instant::now();
     let (model, model_name) = model_source::load(args.model.as_deref(), device)?;
-    let resampler = cube
-        .axis()
-        .resampler_to(&model.card().axis)
-        .with_context(|| {
-            format!(
-                "{}: the cube's bands cannot feed model {}",
-                args.cube.display(),
-                model_name
-            )
-        })?;
-    let plant_config = args.plants.config();
-    let plants = args
-        .plants
-        .find(&cube)
-        .with_context(|| format!("finding plants in {}", args.cube.display()))?;
-    if let Some((clipped, values)) = cube.calibration_counts() {
-        let message = format!(
-            "{clipped} of {values} calibrated values clipped to [0, {}]",
-            args.read.clip_max
-        );
-        if clipped > 0 {
-            tracing::warn!("{message}");
-        }
-        println!("calibration  {message}");
-    }
-    let bands = model.card().axis.len();
-    let mut spectra = Vec::with_capacity(plants.plants.len() * bands);
-    for plant in &plants.plants {
-        spectra.extend(resampler.apply(&plant.mean_reflectance)?);
-    }
-    let predictions = {
-        let _span = tracing::info_span!("predict", plants = plants.plants.len(), device = %model.device_name()).entered();
-        model
-            .predict(&spectra, plants.plants.len(), args.z_samples, 0)
-            .context("predicting")?
-    };
-    let field_id = args.field_id.clone().unwrap_or_else(|| {
-        args.cube
-            .file_stem()
-            .map_or_else(|| "field".into(), |s| s.to_string_lossy().into_owned())
-    });
-    let georeference = cube.georeference().cloned();
-    let table = PredictionTable {
-        field_id: field_id.clone(),
-        cube: args.cube.display().to_string(),
-        scan_date: cube.acquisition_date(),
-        crs_wkt: georeference
-            .as_ref()
-            .map(|g| g.crs_wkt.clone())
-            .filter(|w| !w.is_empty()),
-        epsg: georeference.as_ref().and_then(|g| g.epsg),
-        model_id: model.model_id().to_string(),
-        beta: model.card().beta,
-        classes: model.card().classes.clone(),
-        plants: plants.plants.clone(),
-        attributes: plants.attributes.clone(),
-        predictions,
-    };
-    let settings = serde_json::json!({
-        "cube": args.cube.display().to_string(),
-        "model": model_name,
-        "field_id": field_id,
-        "z_samples": args.z_samples,
-        "plants": plant_config,
-        "polygons": args.plants.polygons.as_ref().map(|p| p.display().to_string()),
-        "plant_ids": args.plants.plant_ids.as_ref().map(|p| p.display().to_string()),
-        "read": read_config,
-        "device": args.device.device,
-    });
-    let metadata = [
-        ("pipeline.settings".to_string(), settings.to_string()),
-        (
-            "pipeline.version".to_string(),
-            env!("CARGO_PKG_VERSION").to_string(),
-        ),
-    ];
-    let vegetation_fraction = plants.vegetation_pixels as f64 / plants.total_pixels.max(1) as f64;
-    let summary = report::FieldSummary::of(&table, vegetation_fraction);
-    let maps = Maps {
-        cube: &cube,
-        plants: &plants,
-        table: &table,
-    };
-
-    report::write_predictions(&args.out, &table, &metadata)
+    let model_seconds = started.elapsed().as_secs_f64();
+    let analysed = analyse(&job, &model, &model_name)?;
+    let writing = std::time::Instant::now();
+    let (table, summary, metadata) = (&analysed.table, &analysed.summary, &analysed.metadata);
+    report::write_predictions(&args.out, table, metadata)
         .with_context(|| format!("writing predictions {}", args.out.display()))?;
     if let Some(path) = &args.plant_spectra {
-        write_plant_spectra(path, &field_id, &plants)
+        write_plant_spectra(path, &table.field_id, &analysed.plants)
             .with_context(|| format!("writing plant spectra {}", path.display()))?;
     }
     if let Some(path) = &args.summary {
-        report::write_field_summaries(path, std::slice::from_ref(&summary), &metadata)
+        report::write_field_summaries(path, std::slice::from_ref(summary), metadata)
             .with_context(|| format!("writing the field summary {}", path.display()))?;
     }
+    let maps = analysed.maps();
     if let Some(path) = &args.class_map {
         maps.write_class_map(path)?;
     }
@@ -145,15 +224,29 @@ pub fn run(args: RunArgs) -> Result<()> {
         write_report(
             dir,
             &maps,
-            &summary,
+            summary,
             &model,
             &model_name,
-            &metadata,
+            metadata,
             args.overwrite,
         )
         .with_context(|| format!("writing the report {}", dir.display()))?;
     }
-    print_summary(&table, &summary, &args.out.display().to_string());
+    let mut stages = vec![("model", model_seconds)];
+    stages.extend(analysed.stage_seconds.iter().copied());
+    stages.push(("write", writing.elapsed().as_secs_f64()));
+    tracing::info!(
+        stages = %stages.iter().map(|(n, s)| format!("{n} {s:.3}s")).collect::<Vec<_>>().join(", "),
+        total_s = format!("{:.3}", started.elapsed().as_secs_f64()),
+        "run timings"
+    );
+    if let Some((clipped, values)) = analysed.cube.calibration_counts() {
+        println!(
+            "calibration  {clipped} of {values} calibrated values clipped to [0, {}]",
+            args.read.clip_max
+        );
+    }
+    print_summary(table, summary, &args.out.display().to_string());
     if let Some(dir) = &args.report {
         println!("report       {}", dir.join("index.html").display());
     }
@@ -186,7 +279,7 @@ fn check_report_dir(dir: &Path, overwrite: bool) -> Result<()> {
 }
 
 /// A cube's plants and their calls, drawn.
-struct Maps<'a> {
+pub(crate) struct Maps<'a> {
     cube: &'a Cube,
     plants: &'a PlantSet,
     table: &'a PredictionTable,
@@ -197,7 +290,7 @@ impl Maps<'_> {
         self.table.predictions[plant].predicted_index
     }
 
-    fn write_class_map(&self, path: &Path) -> Result<()> {
+    pub(crate) fn write_class_map(&self, path: &Path) -> Result<()> {
         let classes = &self.table.classes;
         let codes = self
             .plants
@@ -222,7 +315,7 @@ impl Maps<'_> {
             .with_context(|| format!("writing the class map {}", path.display()))
     }
 
-    fn write_kl_map(&self, path: &Path) -> Result<()> {
+    pub(crate) fn write_kl_map(&self, path: &Path) -> Result<()> {
         let values: Vec<f32> = self
             .plants
             .pixel_plants
@@ -242,7 +335,7 @@ impl Maps<'_> {
         .with_context(|| format!("writing the KL map {}", path.display()))
     }
 
-    fn write_quicklook(&self, path: &Path) -> Result<()> {
+    pub(crate) fn write_quicklook(&self, path: &Path) -> Result<()> {
         let step = self.cube.quicklook_step(PICTURE_MAX_PX);
         let (width, height, mut rgb) = self
             .cube
@@ -260,7 +353,7 @@ impl Maps<'_> {
             .with_context(|| format!("writing the quicklook {}", path.display()))
     }
 
-    fn write_class_map_png(&self, path: &Path) -> Result<()> {
+    pub(crate) fn write_class_map_png(&self, path: &Path) -> Result<()> {
         let step = self.cube.quicklook_step(PICTURE_MAX_PX);
         let classes = &self.table.classes;
         let (width, height, rgb) =
@@ -271,7 +364,7 @@ impl Maps<'_> {
 }
 
 /// The report folder, built under a temporary name and renamed into place when complete.
-fn write_report(
+pub(crate) fn write_report(
     dir: &Path,
     maps: &Maps<'_>,
     summary: &report::FieldSummary,
@@ -472,7 +565,7 @@ fn print_summary(table: &PredictionTable, summary: &report::FieldSummary, out: &
 
 /// One row per plant: ids, pixel count, mean NDVI, the mean spectrum in columns named by wavelength
 /// (nm) and the standard deviation in `std_<wavelength>` (a repeated wavelength gets `#<band>`).
-fn write_plant_spectra(
+pub(crate) fn write_plant_spectra(
     path: &std::path::Path,
     field_id: &str,
     plants: &domain::PlantSet,
