@@ -1331,3 +1331,244 @@ print(json.dumps({"errors": c.errors, "images": c.images, "missing": missing,
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+/// A campaign folder: `n` copies of field-b (ENVI, so each is its own cube) and a pipeline file
+/// over them by glob, plus `extra` TOML.
+fn campaign(dir: &Path, n: usize, extra: &str) -> PathBuf {
+    let cubes = dir.join("cubes");
+    std::fs::create_dir_all(&cubes).unwrap();
+    for i in 0..n {
+        std::fs::copy(sample("field-b.img"), cubes.join(format!("plot{i:02}.img"))).unwrap();
+        std::fs::copy(sample("field-b.hdr"), cubes.join(format!("plot{i:02}.hdr"))).unwrap();
+    }
+    let file = dir.join("campaign.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[outputs]\ndir = \"dataset\"\nreport = false\nmaps = true\n\n[[inputs]]\nglob = \"cubes/*.hdr\"\ndate = \"2026-07-01\"\n{extra}"
+        ),
+    )
+    .unwrap();
+    file
+}
+
+/// Every predictions row of a dataset, sorted, with pyarrow (Hive partitions as columns).
+fn dataset_rows(dir: &Path) -> serde_json::Value {
+    python_json(
+        r#"
+import json, sys
+import pyarrow.dataset as ds
+t = ds.dataset(sys.argv[1], format="parquet", partitioning="hive").to_table()
+rows = sorted(t.to_pylist(), key=lambda r: (r["field_id"], r["plant_id"]))
+for r in rows:
+    r.pop("cube")
+print(json.dumps(rows))
+"#,
+        &[s(&dir.join("predictions"))],
+    )
+}
+
+#[test]
+fn batch_resumes_skips_and_reports_failures() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = campaign(dir.path(), 3, "");
+    let check = ok(&["batch", "--check", s(&file)]);
+    assert!(check.contains("valid; 3 cube(s)"), "{check}");
+    let first = ok(&["batch", s(&file), "--jobs", "2"]);
+    assert!(first.contains("3 done, 0 up to date, 0 failed"), "{first}");
+    let data = dir.path().join("dataset");
+    let rows = dataset_rows(&data);
+    let rows = rows.as_array().unwrap();
+    // The same plants and calls as a single `run` of field-b, for each copy.
+    let single = dir.path().join("single.parquet");
+    ok(&[
+        "run",
+        "--cube",
+        s(&sample("field-b.hdr")),
+        "--out",
+        s(&single),
+    ]);
+    let single = read_parquet(&single);
+    let single_rows = single["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 3 * single_rows.len());
+    for (row, expected) in rows.iter().zip(single_rows.iter().cycle()) {
+        for column in [
+            "plant_id",
+            "pixel_count",
+            "predicted_class_name",
+            "kl_nats",
+            "x",
+            "y",
+        ] {
+            assert_eq!(row[column], expected[column], "{column}");
+        }
+        assert_eq!(row["date"], "2026-07-01");
+    }
+    // A rerun skips every cube; touching one input redoes just that one.
+    let again = ok(&["batch", s(&file)]);
+    assert!(again.contains("0 done, 3 up to date"), "{again}");
+    let touched = dir.path().join("cubes/plot01.img");
+    let bytes = std::fs::read(&touched).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    std::fs::write(&touched, bytes).unwrap();
+    let after_touch = ok(&["batch", s(&file)]);
+    assert!(
+        after_touch.contains("1 done, 2 up to date"),
+        "{after_touch}"
+    );
+    // A damaged output is noticed by its checksum and redone.
+    let part = dir
+        .path()
+        .join("dataset/predictions/field_id=plot02/date=2026-07-01/part-plot02.parquet");
+    std::fs::write(&part, b"not parquet").unwrap();
+    let repaired = ok(&["batch", s(&file)]);
+    assert!(repaired.contains("1 done, 2 up to date"), "{repaired}");
+    assert_eq!(dataset_rows(&data).as_array().unwrap().len(), rows.len());
+
+    // A bad cube is reported and skipped; the others complete; the exit code says so.
+    std::fs::write(
+        dir.path().join("cubes/broken.hdr"),
+        "ENVI\nsamples = 4\nlines = 4\nbands = 2\ndata type = 12\ninterleave = bsq\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("cubes/broken.img"), [0u8; 10]).unwrap();
+    let result = pipeline(&["batch", s(&file)]);
+    let stdout = String::from_utf8_lossy(&result.stdout);
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(!result.status.success());
+    assert!(
+        stdout.contains("0 done, 3 up to date, 1 failed"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("failed       broken:") && stdout.contains("broken.img"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("1 of 4 cubes failed"), "{stderr}");
+    assert!(!stderr.contains("panicked"));
+
+    // Schema errors name the file and the key.
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[outputs]\ndir = \"x\"\nreprot = true\n[[inputs]]\ncube = \"a.hdr\"\n",
+    )
+    .unwrap();
+    assert_clean_failure(
+        &["batch", "--check", s(&bad)],
+        &dir.path().join("x"),
+        "bad.toml",
+        "reprot",
+    );
+    std::fs::write(
+        &bad,
+        "[outputs]\ndir = \"x\"\n[[inputs]]\ncube = \"missing.hdr\"\n",
+    )
+    .unwrap();
+    assert_clean_failure(
+        &["batch", "--check", s(&bad)],
+        &dir.path().join("x"),
+        "missing.hdr",
+        "not found",
+    );
+}
+
+/// A batch killed (SIGKILL) at several moments shows only complete files; the next run finishes
+/// the campaign, and its dataset equals an uninterrupted run's.
+#[test]
+fn batch_killed_midway_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = campaign(dir.path(), 6, "");
+    let data = dir.path().join("dataset");
+    let mut complete_after_kill: Vec<usize> = Vec::new();
+    for delay_ms in [150u64, 400, 700, 1000] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_pipeline"))
+            .args(["-q", "batch", s(&file)])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+        // Every visible file is complete: each predictions part reads, and nothing temporary is
+        // outside the hidden staging folder.
+        if data.join("predictions").exists() {
+            let check = python_json(
+                r#"
+import json, os, sys
+import pyarrow.parquet as pq
+root = sys.argv[1]
+bad, parts = [], 0
+for d, subdirs, files in os.walk(root):
+    subdirs[:] = [s for s in subdirs if not s.startswith(".")]
+    for f in files:
+        path = os.path.join(d, f)
+        if ".tmp" in f or f.startswith("."):
+            bad.append(path)
+        elif f.endswith(".parquet"):
+            pq.read_table(path)
+            parts += 1
+print(json.dumps({"bad": bad, "parts": parts}))
+"#,
+                &[s(&data)],
+            );
+            assert_eq!(
+                check["bad"],
+                serde_json::json!([]),
+                "after {delay_ms} ms: {check}"
+            );
+        }
+    }
+    let finish = ok(&["batch", s(&file)]);
+    assert!(finish.contains("0 failed"), "{finish}");
+    let clean = dir.path().join("clean");
+    ok(&["batch", s(&file), "--out", s(&clean)]);
+    assert_eq!(dataset_rows(&data), dataset_rows(&clean));
+    let staging: Vec<_> = std::fs::read_dir(data.join(".staging"))
+        .map(|d| d.flatten().collect())
+        .unwrap_or_default();
+    assert!(staging.is_empty(), "staging left behind");
+}
+
+/// Shards 0/2 and 1/2 into their own folders, merged, equal a single-process run.
+#[test]
+fn shards_merge_into_the_single_run_dataset() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = campaign(dir.path(), 5, "");
+    let (a, b, merged, single) = (
+        dir.path().join("shard0"),
+        dir.path().join("shard1"),
+        dir.path().join("merged"),
+        dir.path().join("single"),
+    );
+    let out0 = ok(&["batch", s(&file), "--shard", "0/2", "--out", s(&a)]);
+    let out1 = ok(&["batch", s(&file), "--shard", "1/2", "--out", s(&b)]);
+    assert!(
+        out0.contains("3 cube(s)") && out1.contains("2 cube(s)"),
+        "{out0}{out1}"
+    );
+    let merge = ok(&["merge", "--out", s(&merged), s(&a), s(&b)]);
+    assert!(merge.contains("5 cube(s) copied"), "{merge}");
+    ok(&["batch", s(&file), "--out", s(&single)]);
+    assert_eq!(dataset_rows(&merged), dataset_rows(&single));
+    // Merging again finds everything present; a shard with other outputs for a cube is refused.
+    let again = ok(&["merge", "--out", s(&merged), s(&a)]);
+    assert!(
+        again.contains("0 cube(s) copied, 3 already present"),
+        "{again}"
+    );
+    let other = dir.path().join("other");
+    let file2 = campaign(&dir.path().join("c2"), 1, "");
+    std::fs::write(
+        &file2,
+        std::fs::read_to_string(&file2)
+            .unwrap()
+            .replace("2026-07-01", "2026-07-02"),
+    )
+    .unwrap();
+    ok(&["batch", s(&file2), "--out", s(&other)]);
+    let conflict = pipeline(&["merge", "--out", s(&merged), s(&other)]);
+    assert!(!conflict.status.success());
+    assert!(String::from_utf8_lossy(&conflict.stderr).contains("plot00"));
+}

@@ -35,6 +35,47 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Generate the synthetic sample field scans (ENVI and GeoTIFF, with ground-truth labels).
     Synth(SynthArgs),
+    /// Run a campaign from a pipeline file (TOML) into a Hive-partitioned dataset: resumable,
+    /// safe to kill, concurrent (--jobs), shardable (--shard K/N or a Slurm array).
+    Batch(BatchArgs),
+    /// Combine batch output folders (e.g. one per shard) into one dataset, checking every file.
+    Merge(MergeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BatchArgs {
+    /// The pipeline file (see pipelines/ and docs/batch.md).
+    pub file: PathBuf,
+    /// Validate the file (schema, inputs, model) and list the cubes; process nothing.
+    #[arg(long)]
+    pub check: bool,
+    /// Cubes processed at the same time (one model, shared).
+    #[arg(long, default_value_t = 1)]
+    pub jobs: usize,
+    /// Memory the concurrent cubes may claim together, MiB (estimated per cube from its size);
+    /// default half of the memory available.
+    #[arg(long)]
+    pub memory_mb: Option<u64>,
+    /// Process only shard K of N (0 <= K < N): inputs i with i mod N = K, in key order. Without
+    /// it, SLURM_ARRAY_TASK_ID / SLURM_ARRAY_TASK_COUNT are used when set.
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<String>,
+    /// Dataset folder, instead of the file's [outputs] dir.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Redo every cube, even those whose outputs are complete for the same settings.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// The combined dataset folder (created if missing; cubes already there are checked too).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Batch output folders to combine.
+    #[arg(required = true)]
+    pub dirs: Vec<PathBuf>,
 }
 
 /// Compute device.

@@ -18,7 +18,9 @@ pub use field_plots::{histogram, write_kl_histogram, write_probability_distribut
 pub use html::{escape, report_html, write_report_html, ModelReport, ReportImages};
 pub use maps::{class_map_rgb, draw_plant_outlines, OOD_COLOUR};
 pub use plot::{write_png_rgb, write_sweep_plots, SweepPoint};
-pub use predictions::{probability_column, write_predictions, PREDICTIONS_SCHEMA_VERSION};
+pub use predictions::{
+    probability_column, write_prediction_part, write_predictions, PREDICTIONS_SCHEMA_VERSION,
+};
 pub use spectra_table::{read_spectral_table, SpectralTable};
-pub use summary::{percentile_sorted, write_field_summaries, FieldSummary};
+pub use summary::{percentile_sorted, write_field_summaries, write_summary_part, FieldSummary};
 pub use table::{write_table, Table, Values};

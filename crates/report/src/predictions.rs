@@ -220,7 +220,24 @@ pub fn write_predictions(
     table: &PredictionTable,
     metadata: &[(String, String)],
 ) -> Result<()> {
+    write_prediction_part(path, table, metadata, &[])
+}
+
+/// [`write_predictions`] without the `omit` columns: a part of a Hive-partitioned dataset, whose
+/// partition columns (e.g. `field_id`) come from its folder names instead.
+pub fn write_prediction_part(
+    path: &Path,
+    table: &PredictionTable,
+    metadata: &[(String, String)],
+    omit: &[&str],
+) -> Result<()> {
     let mut frame = build_frame(table, path)?;
+    for name in omit {
+        frame = frame.drop(name).map_err(|source| Error::Table {
+            path: path.into(),
+            source,
+        })?;
+    }
     let mut key_values = vec![(
         "pipeline.schema_version".to_string(),
         PREDICTIONS_SCHEMA_VERSION.to_string(),

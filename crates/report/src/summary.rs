@@ -89,6 +89,16 @@ pub fn write_field_summaries(
     summaries: &[FieldSummary],
     metadata: &[(String, String)],
 ) -> Result<()> {
+    write_summary_part(path, summaries, metadata, &[])
+}
+
+/// [`write_field_summaries`] without the `omit` columns (a Hive dataset part).
+pub fn write_summary_part(
+    path: &Path,
+    summaries: &[FieldSummary],
+    metadata: &[(String, String)],
+    omit: &[&str],
+) -> Result<()> {
     let mut table = Table::default();
     let strings =
         |f: &dyn Fn(&FieldSummary) -> String| Values::Str(summaries.iter().map(f).collect());
@@ -140,6 +150,9 @@ pub fn write_field_summaries(
             "beta",
             Values::F64(summaries.iter().map(|s| s.beta).collect()),
         );
+    table
+        .columns
+        .retain(|(name, _)| !omit.contains(&name.as_str()));
     let mut key_values = vec![("pipeline.table".to_string(), "field summary".to_string())];
     key_values.extend(metadata.iter().cloned());
     write_table(path, &table, &key_values)

@@ -1,5 +1,6 @@
 //! One file per subcommand.
 
+mod batch;
 mod evaluate;
 mod inspect;
 mod labelled;
@@ -22,6 +23,8 @@ pub fn dispatch(command: Command) -> Result<()> {
         Command::Sweep(args) => sweep::run(args),
         Command::Inspect(args) => inspect::run(args),
         Command::Synth(args) => synth::run(args),
+        Command::Batch(args) => batch::run(args),
+        Command::Merge(args) => batch::merge(args),
     }
 }
 

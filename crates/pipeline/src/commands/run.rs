@@ -74,6 +74,24 @@ impl Analysed {
 
 /// Open the cube, find its plants and call each one.
 pub(crate) fn analyse(job: &CubeJob, model: &VibModel, model_name: &str) -> Result<Analysed> {
+    analyse_with(
+        job,
+        model.card(),
+        model.model_id(),
+        model_name,
+        |spectra, n, z| Ok(model.predict(spectra, n, z, 0)?),
+    )
+}
+
+/// [`analyse`] with the model's card and id, and its prediction as a function of (spectra,
+/// count, samples of z): lets callers share one model between threads behind a lock.
+pub(crate) fn analyse_with(
+    job: &CubeJob,
+    card: &model::ModelCard,
+    model_id: &str,
+    model_name: &str,
+    predict: impl FnOnce(&[f32], usize, usize) -> Result<Vec<domain::Prediction>>,
+) -> Result<Analysed> {
     let started = std::time::Instant::now();
     let mut stage_seconds = Vec::new();
     let mut lap = |name: &'static str, since: &mut std::time::Instant| {
@@ -83,16 +101,13 @@ pub(crate) fn analyse(job: &CubeJob, model: &VibModel, model_name: &str) -> Resu
     let mut since = started;
     let cube = Cube::open(&job.cube, &job.read)
         .with_context(|| format!("opening cube {}", job.cube.display()))?;
-    let resampler = cube
-        .axis()
-        .resampler_to(&model.card().axis)
-        .with_context(|| {
-            format!(
-                "{}: the cube's bands cannot feed model {}",
-                job.cube.display(),
-                model_name
-            )
-        })?;
+    let resampler = cube.axis().resampler_to(&card.axis).with_context(|| {
+        format!(
+            "{}: the cube's bands cannot feed model {}",
+            job.cube.display(),
+            model_name
+        )
+    })?;
     lap("open", &mut since);
     let plants = match &job.plants {
         PlantSource::Components(config) => ingest::find_plants(&cube, config),
@@ -114,16 +129,14 @@ pub(crate) fn analyse(job: &CubeJob, model: &VibModel, model_name: &str) -> Resu
         }
     }
     lap("plants", &mut since);
-    let bands = model.card().axis.len();
+    let bands = card.axis.len();
     let mut spectra = Vec::with_capacity(plants.plants.len() * bands);
     for plant in &plants.plants {
         spectra.extend(resampler.apply(&plant.mean_reflectance)?);
     }
     let predictions = {
-        let _span = tracing::info_span!("predict", plants = plants.plants.len(), device = %model.device_name()).entered();
-        model
-            .predict(&spectra, plants.plants.len(), job.z_samples, 0)
-            .context("predicting")?
+        let _span = tracing::info_span!("predict", plants = plants.plants.len()).entered();
+        predict(&spectra, plants.plants.len(), job.z_samples).context("predicting")?
     };
     lap("predict", &mut since);
     let field_id = job.field_id();
@@ -137,9 +150,9 @@ pub(crate) fn analyse(job: &CubeJob, model: &VibModel, model_name: &str) -> Resu
             .map(|g| g.crs_wkt.clone())
             .filter(|w| !w.is_empty()),
         epsg: georeference.as_ref().and_then(|g| g.epsg),
-        model_id: model.model_id().to_string(),
-        beta: model.card().beta,
-        classes: model.card().classes.clone(),
+        model_id: model_id.to_string(),
+        beta: card.beta,
+        classes: card.classes.clone(),
         plants: plants.plants.clone(),
         attributes: plants.attributes.clone(),
         predictions,
