@@ -1519,7 +1519,13 @@ print(json.dumps({"bad": bad, "parts": parts}))
                 "after {delay_ms} ms: {check}"
             );
         }
+        complete_after_kill
+            .push(std::fs::read_dir(data.join("manifests")).map_or(0, |d| d.count()));
     }
+    assert!(
+        complete_after_kill[0] < 6,
+        "the first kill came too late: {complete_after_kill:?}"
+    );
     let finish = ok(&["batch", s(&file)]);
     assert!(finish.contains("0 failed"), "{finish}");
     let clean = dir.path().join("clean");

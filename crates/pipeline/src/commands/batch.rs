@@ -981,6 +981,7 @@ pub fn merge(args: crate::cli::MergeArgs) -> Result<()> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 mod tests {
     use super::*;
 
