@@ -1578,3 +1578,24 @@ fn shards_merge_into_the_single_run_dataset() {
     assert!(!conflict.status.success());
     assert!(String::from_utf8_lossy(&conflict.stderr).contains("plot00"));
 }
+
+/// Every example pipeline file in pipelines/ validates and runs on the sample cubes.
+#[test]
+fn example_pipeline_files_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(root().join("pipelines"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 2);
+    for (i, file) in files.iter().enumerate() {
+        let check = ok(&["batch", "--check", s(file)]);
+        assert!(check.contains("valid;"), "{check}");
+        let out = dir.path().join(format!("run{i}"));
+        let run = ok(&["batch", s(file), "--out", s(&out), "--jobs", "2"]);
+        assert!(run.contains("0 failed"), "{}: {run}", file.display());
+        assert!(out.join("predictions").is_dir() && out.join("manifests").is_dir());
+    }
+}
