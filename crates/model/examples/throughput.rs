@@ -1,7 +1,7 @@
 //! Training and inference throughput of the VIB on CPU, for `scripts/bench-model` (which runs the
 //! same network in PyTorch from Python beside it).
 //!
-//! Usage: throughput THREADS [SAMPLES] [EPOCHS]
+//! Usage: throughput THREADS [SAMPLES] [EPOCHS] [DEVICE]   (DEVICE: cpu (default), cuda, cuda:N)
 //! Prints one JSON line: training samples/s (epochs 2.. through the real training loop, timed
 //! between epoch callbacks) and inference spectra/s (12 samples of z, batches of 4096).
 
@@ -15,6 +15,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let threads: i32 = args.get(1).map_or(Ok(1), |a| a.parse())?;
     let n: usize = args.get(2).map_or(Ok(20_000), |a| a.parse())?;
     let epochs: usize = args.get(3).map_or(Ok(5), |a| a.parse())?;
+    let device: DeviceChoice = args.get(4).map_or(Ok(DeviceChoice::Cpu), |a| a.parse())?;
     let bands = 200;
     tch::set_num_threads(threads);
 
@@ -64,7 +65,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (model, _) = VibModel::train(
         &samples,
         &config,
-        DeviceChoice::Cpu,
+        device,
         vec![],
         "pixel",
         |_| stamps.push(Instant::now()),
@@ -86,7 +87,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let infer_rate = (repeats * n) as f64 / start.elapsed().as_secs_f64();
     println!(
-        "{{\"implementation\": \"rust-tch\", \"threads\": {threads}, \"samples\": {n}, \"train_samples_per_s\": {train_rate:.1}, \"inference_spectra_per_s\": {infer_rate:.1}}}"
+        "{{\"implementation\": \"rust-tch\", \"device\": \"{}\", \"threads\": {threads}, \"samples\": {n}, \"train_samples_per_s\": {train_rate:.1}, \"inference_spectra_per_s\": {infer_rate:.1}}}",
+        model.device_name()
     );
     Ok(())
 }

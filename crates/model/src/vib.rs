@@ -735,6 +735,14 @@ mod tests {
         }
     }
 
+    /// The device the tests run on: `PIPELINE_TEST_DEVICE` (`cuda`, `cuda:1`, ...; for
+    /// `scripts/gpu-check`), else the CPU. The determinism test always uses the CPU.
+    fn test_device() -> DeviceChoice {
+        std::env::var("PIPELINE_TEST_DEVICE")
+            .ok()
+            .map_or(DeviceChoice::Cpu, |d| d.parse().unwrap())
+    }
+
     fn quick_config() -> TrainConfig {
         TrainConfig {
             epochs: 40,
@@ -750,7 +758,7 @@ mod tests {
         let (model, history) = VibModel::train(
             &samples,
             &quick_config(),
-            DeviceChoice::Cpu,
+            test_device(),
             vec!["toy".into()],
             "pixel",
             |_| {},
@@ -791,7 +799,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("model.safetensors");
         model.save(&path).unwrap();
-        let loaded = VibModel::load(&path, DeviceChoice::Cpu).unwrap();
+        let loaded = VibModel::load(&path, test_device()).unwrap();
         assert_eq!(loaded.card(), model.card());
         assert_eq!(loaded.model_id(), model.model_id());
         let again = loaded
@@ -836,15 +844,8 @@ mod tests {
             beta: 1e-2,
             ..quick_config()
         };
-        let (model, _) = VibModel::train(
-            &samples,
-            &config,
-            DeviceChoice::Cpu,
-            vec![],
-            "pixel",
-            |_| {},
-        )
-        .unwrap();
+        let (model, _) =
+            VibModel::train(&samples, &config, test_device(), vec![], "pixel", |_| {}).unwrap();
         let summary = &model.card().training;
         assert!(summary.validation.is_none());
         let n = samples.len();
@@ -868,13 +869,14 @@ mod tests {
             ),
             n,
             samples.axis.len(),
-            tch::Device::Cpu,
+            model.vs.device(),
         )
         .unwrap();
         let (mu, logvar) = tch::no_grad(|| model.net.encode(&x));
         let k = model.card().architecture.latent_dim;
-        let mu: Vec<f32> = Vec::try_from(mu.flatten(0, -1)).unwrap();
-        let logvar: Vec<f32> = Vec::try_from(logvar.flatten(0, -1)).unwrap();
+        let cpu = |t: Tensor| t.to_device(tch::Device::Cpu).flatten(0, -1);
+        let mu: Vec<f32> = Vec::try_from(cpu(mu)).unwrap();
+        let logvar: Vec<f32> = Vec::try_from(cpu(logvar)).unwrap();
         let mut rate = 0.0;
         for i in 0..n {
             for j in 0..k {
@@ -891,8 +893,9 @@ mod tests {
 
         let variables = model.vs.variables();
         let weight: Vec<f32> =
-            Vec::try_from(variables["classifier.weight"].flatten(0, -1)).unwrap();
-        let bias: Vec<f32> = Vec::try_from(&variables["classifier.bias"]).unwrap();
+            Vec::try_from(cpu(variables["classifier.weight"].shallow_clone())).unwrap();
+        let bias: Vec<f32> =
+            Vec::try_from(cpu(variables["classifier.bias"].shallow_clone())).unwrap();
         let classes = bias.len();
         let mut rng = crate::split::SplitMix64::new(99);
         let mut normal = move || {
@@ -942,15 +945,8 @@ mod tests {
             deterministic: true,
             ..quick_config()
         };
-        let (model, history) = VibModel::train(
-            &samples,
-            &config,
-            DeviceChoice::Cpu,
-            vec![],
-            "pixel",
-            |_| {},
-        )
-        .unwrap();
+        let (model, history) =
+            VibModel::train(&samples, &config, test_device(), vec![], "pixel", |_| {}).unwrap();
         assert!(history
             .iter()
             .all(|e| e.kl_nats == 0.0 && (e.loss - e.cross_entropy_nats).abs() < 1e-9));
@@ -990,15 +986,8 @@ mod tests {
             preprocessing: preprocessing.clone(),
             ..quick_config()
         };
-        let (model, _) = VibModel::train(
-            &samples,
-            &config,
-            DeviceChoice::Cpu,
-            vec![],
-            "pixel",
-            |_| {},
-        )
-        .unwrap();
+        let (model, _) =
+            VibModel::train(&samples, &config, test_device(), vec![], "pixel", |_| {}).unwrap();
         assert_eq!(
             model.card().architecture.input_dim,
             11,
@@ -1024,15 +1013,8 @@ mod tests {
             encoder: EncoderKind::Conv,
             ..quick_config()
         };
-        let (model, _) = VibModel::train(
-            &samples,
-            &config,
-            DeviceChoice::Cpu,
-            vec![],
-            "pixel",
-            |_| {},
-        )
-        .unwrap();
+        let (model, _) =
+            VibModel::train(&samples, &config, test_device(), vec![], "pixel", |_| {}).unwrap();
         assert_eq!(model.card().architecture.encoder, EncoderKind::Conv);
         assert!(model.vs.variables().contains_key("conv0.weight"));
         assert!(
@@ -1055,7 +1037,7 @@ mod tests {
                 epochs: 1,
                 ..quick_config()
             },
-            DeviceChoice::Cpu,
+            test_device(),
             vec![],
             "pixel",
             |_| {},
@@ -1066,7 +1048,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let junk = dir.path().join("junk.safetensors");
         std::fs::write(&junk, b"not a model").unwrap();
-        let err = VibModel::load(&junk, DeviceChoice::Cpu)
+        let err = VibModel::load(&junk, test_device())
             .unwrap_err()
             .to_string();
         assert!(
