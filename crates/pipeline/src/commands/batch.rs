@@ -476,9 +476,10 @@ fn staging_dir(out: &Path, key: &str) -> PathBuf {
         .join(format!("{key}.{}.{}", hostname(), std::process::id()))
 }
 
+/// This machine's name, without dots (they separate the parts of staging folder names).
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| sanitise(h.trim()))
+        .map(|h| sanitise(h.trim()).replace('.', "_"))
         .unwrap_or_else(|_| "host".into())
 }
 
