@@ -62,14 +62,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ..TrainConfig::default()
     };
     let mut stamps = Vec::new();
-    let (model, _) = VibModel::train(
-        &samples,
-        &config,
-        device,
-        vec![],
-        "pixel",
-        |_| stamps.push(Instant::now()),
-    )?;
+    let (model, _) = VibModel::train(&samples, &config, device, vec![], "pixel", |_| {
+        stamps.push(Instant::now())
+    })?;
     let (Some(first), Some(last)) = (stamps.first(), stamps.last()) else {
         return Err("no epoch ran".into());
     };
