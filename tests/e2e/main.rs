@@ -40,18 +40,10 @@ fn s(p: &Path) -> &str {
 
 /// Read a Parquet file with pyarrow (independent of the writer) into JSON.
 fn read_parquet(path: &Path) -> serde_json::Value {
-    let python = root().join(".venv/bin/python");
-    let script = "import json,sys,pyarrow.parquet as pq; t=pq.read_table(sys.argv[1]); print(json.dumps({'columns': t.column_names, 'rows': t.to_pylist()}))";
-    let out = Command::new(python)
-        .args(["-c", script, s(path)])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    python_json(
+        "import json,sys,pyarrow.parquet as pq; t=pq.read_table(sys.argv[1]); print(json.dumps({'columns': t.column_names, 'rows': t.to_pylist()}))",
+        &[s(path)],
+    )
 }
 
 #[test]
@@ -1073,22 +1065,14 @@ for row in t:
         worst = max(worst, abs(row[name] - mean), abs(row["std_" + name] - std))
 print(json.dumps({"rows": len(t), "columns": len(t[0]), "worst": worst}))
 "#;
-    let result = Command::new(root().join(".venv/bin/python"))
-        .args([
-            "-c",
-            script,
+    let v = python_json(
+        script,
+        &[
             s(&sample("field-b.img")),
             s(&sample("field-b-labels.img")),
             s(&spectra),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        result.status.success(),
-        "{}",
-        String::from_utf8_lossy(&result.stderr)
+        ],
     );
-    let v: serde_json::Value = serde_json::from_slice(&result.stdout).unwrap();
     assert_eq!(v["rows"], 3);
     assert_eq!(v["columns"], 4 + 2 * 120);
     assert!(v["worst"].as_f64().unwrap() < 1e-5, "{v}");
