@@ -1457,15 +1457,15 @@ fn batch_resumes_skips_and_reports_failures() {
     );
 }
 
-/// A batch killed (SIGKILL) at several moments shows only complete files; the next run finishes
-/// the campaign, and its dataset equals an uninterrupted run's.
+/// A batch killed (SIGKILL, SIGINT) at several moments shows only complete files; the next run
+/// finishes the campaign, and its dataset equals an uninterrupted run's.
 #[test]
 fn batch_killed_midway_recovers() {
     let dir = tempfile::tempdir().unwrap();
     let file = campaign(dir.path(), 6, "");
     let data = dir.path().join("dataset");
     let mut complete_after_kill: Vec<usize> = Vec::new();
-    for delay_ms in [150u64, 400, 700, 1000] {
+    for (round, delay_ms) in [150u64, 400, 700, 1000].into_iter().enumerate() {
         let mut child = Command::new(env!("CARGO_BIN_EXE_pipeline"))
             .args(["-q", "batch", s(&file)])
             .stdout(std::process::Stdio::null())
@@ -1473,7 +1473,14 @@ fn batch_killed_midway_recovers() {
             .spawn()
             .unwrap();
         std::thread::sleep(std::time::Duration::from_millis(delay_ms));
-        let _ = child.kill();
+        // SIGKILL and SIGINT (Ctrl-C) in turn.
+        if round % 2 == 0 {
+            let _ = child.kill();
+        } else {
+            let _ = Command::new("kill")
+                .args(["-s", "INT", &child.id().to_string()])
+                .status();
+        }
         let _ = child.wait();
         // Every visible file is complete: each predictions part reads, and nothing temporary is
         // outside the hidden staging folder.

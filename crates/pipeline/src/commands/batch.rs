@@ -524,7 +524,9 @@ struct Campaign<'a> {
 }
 
 impl Campaign<'_> {
-    fn process(&self, item: &Resolved) -> Result<Outcome> {
+    /// Process one cube; `stage` names what it is doing (the cube's progress line).
+    fn process(&self, item: &Resolved, stage: &dyn Fn(&str)) -> Result<Outcome> {
+        stage("checking the outputs");
         let inputs = input_records(&item.job)?;
         let hash = config_hash(&item.job, &self.model_id, self.outputs);
         if !self.force && up_to_date(self.out, &item.key, &hash, &inputs) {
@@ -537,7 +539,7 @@ impl Campaign<'_> {
         }
         std::fs::create_dir_all(&staging)
             .with_context(|| format!("creating {}", staging.display()))?;
-        let result = self.stage(item, &staging, &hash, inputs, started);
+        let result = self.stage(item, &staging, &hash, inputs, started, stage);
         let _ = std::fs::remove_dir_all(&staging);
         result
     }
@@ -550,7 +552,9 @@ impl Campaign<'_> {
         hash: &str,
         inputs: Vec<InputRecord>,
         started: Instant,
+        stage: &dyn Fn(&str),
     ) -> Result<Outcome> {
+        stage("reading: mask, plants, spectra, calls");
         let analysed = super::run::analyse_with(
             &item.job,
             &self.card,
@@ -566,6 +570,10 @@ impl Campaign<'_> {
                 Ok(model.predict(spectra, n, z, 0)?)
             },
         )?;
+        stage(&format!(
+            "writing {} plants: tables, maps, report",
+            analysed.table.plants.len()
+        ));
         let table = &analysed.table;
         let date = sanitise(table.scan_date.as_deref().unwrap_or("unknown"));
         let partition = format!("field_id={}/date={date}", sanitise(&table.field_id));
@@ -628,6 +636,7 @@ impl Campaign<'_> {
                 written.push(format!("{cube_dir}/{}", file.display()));
             }
         }
+        stage("moving into the dataset");
         // Replace the cube's previous outputs: its manifest goes first, so that a run killed
         // from here on redoes the cube.
         let previous = read_manifest(self.out, &item.key);
@@ -855,8 +864,9 @@ pub fn run(args: BatchArgs) -> Result<()> {
                 bar.set_message(format!("{}: {}", item.key, item.job.cube.display()));
                 bar.enable_steady_tick(std::time::Duration::from_millis(200));
                 let claimed = budget.take(memory_estimate(&item.job));
+                let name = format!("{}: {}", item.key, item.job.cube.display());
                 let outcome = campaign
-                    .process(item)
+                    .process(item, &|stage| bar.set_message(format!("{name}: {stage}")))
                     .unwrap_or_else(|e| Outcome::Failed(format!("{e:#}")));
                 budget.give(claimed);
                 bar.finish_and_clear();
