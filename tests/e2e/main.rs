@@ -1078,36 +1078,30 @@ print(json.dumps({"rows": len(t), "columns": len(t[0]), "worst": worst}))
     assert!(v["worst"].as_f64().unwrap() < 1e-5, "{v}");
 }
 
-/// Run a Python snippet from the project's venv with arguments; its stdout as JSON.
-fn python_json(script: &str, args: &[&str]) -> serde_json::Value {
-    let out = Command::new(root().join(".venv/bin/python"))
-        .arg("-c")
-        .arg(script)
-        .args(args)
-        .output()
-        .unwrap();
+/// Run a command that must succeed; its stdout as JSON.
+fn json_output(command: &mut Command) -> serde_json::Value {
+    let out = command.output().unwrap();
     assert!(
         out.status.success(),
-        "{}",
+        "{command:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// Run a Python snippet from the project's venv with arguments; its stdout as JSON.
+fn python_json(script: &str, args: &[&str]) -> serde_json::Value {
+    json_output(
+        Command::new(root().join(".venv/bin/python"))
+            .arg("-c")
+            .arg(script)
+            .args(args),
+    )
+}
+
 /// `gdalinfo -json` (GDAL's command line, independent of our writer).
 fn gdalinfo(path: &Path, extra: &[&str]) -> serde_json::Value {
-    let out = Command::new("gdalinfo")
-        .arg("-json")
-        .args(extra)
-        .arg(path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    json_output(Command::new("gdalinfo").arg("-json").args(extra).arg(path))
 }
 
 /// Every output of a run: predictions with the new columns, the field summary (checked by an

@@ -18,6 +18,25 @@ pub fn check_writable(path: &Path, overwrite: bool) -> Result<()> {
             path.display()
         );
     }
+    check_parent(path)
+}
+
+/// An output folder (written whole, e.g. a report) must not exist (unless `overwrite`), must be a
+/// folder if it does, and its parent must exist.
+pub fn check_writable_dir(dir: &Path, overwrite: bool) -> Result<()> {
+    if dir.exists() && !overwrite {
+        bail!(
+            "{}: report folder exists; pass --overwrite to replace it",
+            dir.display()
+        );
+    }
+    if dir.exists() && !dir.is_dir() {
+        bail!("{}: exists and is not a folder", dir.display());
+    }
+    check_parent(dir)
+}
+
+fn check_parent(path: &Path) -> Result<()> {
     let parent = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())

@@ -697,7 +697,12 @@ impl Campaign<'_> {
 
 /// Rough peak memory of analysing a cube: whole-scene rasters (~32 bytes a pixel) and the blocks.
 fn memory_estimate(job: &CubeJob) -> u64 {
-    let pixels = ingest::Cube::open(&job.cube, &job.read)
+    // Only the size is needed: open without the calibration references (they would be read whole).
+    let read = ingest::ReadConfig {
+        calibration: None,
+        ..job.read.clone()
+    };
+    let pixels = ingest::Cube::open(&job.cube, &read)
         .map(|c| (c.lines() * c.samples()) as u64)
         .unwrap_or(0);
     pixels * 32 + 3 * job.read.block_bytes as u64 + (64 << 20)
@@ -821,12 +826,17 @@ pub fn run(args: BatchArgs) -> Result<()> {
         model_name,
         force: args.force,
     };
-    let total_bytes: u64 = items
+    // Data file sizes, for the progress bar.
+    let sizes: Vec<u64> = items
         .iter()
-        .filter_map(|i| ingest::locate(&i.job.cube).ok())
-        .filter_map(|f| std::fs::metadata(f.data).ok())
-        .map(|m| m.len())
-        .sum();
+        .map(|i| {
+            ingest::locate(&i.job.cube)
+                .ok()
+                .and_then(|f| std::fs::metadata(f.data).ok())
+                .map_or(0, |m| m.len())
+        })
+        .collect();
+    let total_bytes: u64 = sizes.iter().sum();
     let progress = indicatif::MultiProgress::new();
     let overall = progress.add(indicatif::ProgressBar::new(total_bytes));
     overall.set_style(
@@ -837,15 +847,13 @@ pub fn run(args: BatchArgs) -> Result<()> {
         .progress_chars("=> "),
     );
     overall.set_prefix("batch");
+    let budget_bytes = args
+        .memory_mb
+        .map_or_else(default_memory_budget, |m| m << 20);
     let budget = Budget {
-        free: Mutex::new(
-            args.memory_mb
-                .map_or_else(default_memory_budget, |m| m << 20),
-        ),
+        free: Mutex::new(budget_bytes),
         changed: Condvar::new(),
-        total: args
-            .memory_mb
-            .map_or_else(default_memory_budget, |m| m << 20),
+        total: budget_bytes,
     };
     let queue: Mutex<VecDeque<usize>> = Mutex::new((0..items.len()).collect());
     let outcomes: Mutex<BTreeMap<usize, Outcome>> = Mutex::new(BTreeMap::new());
@@ -860,21 +868,17 @@ pub fn run(args: BatchArgs) -> Result<()> {
                     break;
                 };
                 let item = &items[index];
+                let name = format!("{}: {}", item.key, item.job.cube.display());
                 let bar = progress.add(indicatif::ProgressBar::new_spinner());
-                bar.set_message(format!("{}: {}", item.key, item.job.cube.display()));
+                bar.set_message(name.clone());
                 bar.enable_steady_tick(std::time::Duration::from_millis(200));
                 let claimed = budget.take(memory_estimate(&item.job));
-                let name = format!("{}: {}", item.key, item.job.cube.display());
                 let outcome = campaign
                     .process(item, &|stage| bar.set_message(format!("{name}: {stage}")))
                     .unwrap_or_else(|e| Outcome::Failed(format!("{e:#}")));
                 budget.give(claimed);
                 bar.finish_and_clear();
-                let bytes = ingest::locate(&item.job.cube)
-                    .ok()
-                    .and_then(|f| std::fs::metadata(f.data).ok())
-                    .map_or(0, |m| m.len());
-                overall.inc(bytes);
+                overall.inc(sizes[index]);
                 match &outcome {
                     Outcome::Done { plants, seconds } => {
                         tracing::info!(cube = %item.key, plants, seconds = format!("{seconds:.2}"), "done")

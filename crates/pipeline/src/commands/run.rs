@@ -11,7 +11,7 @@ use model::VibModel;
 use super::device;
 use crate::cli::RunArgs;
 use crate::model_source;
-use crate::output::check_writable;
+use crate::output::{check_writable, check_writable_dir};
 
 /// Longest side of quicklooks and report images, in pixels.
 const PICTURE_MAX_PX: usize = 2048;
@@ -196,7 +196,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         check_writable(path, args.overwrite)?;
     }
     if let Some(dir) = &args.report {
-        check_report_dir(dir, args.overwrite)?;
+        check_writable_dir(dir, args.overwrite)?;
     }
     let device = device(&args.device)?;
     let job = CubeJob {
@@ -262,31 +262,6 @@ pub fn run(args: RunArgs) -> Result<()> {
     print_summary(table, summary, &args.out.display().to_string());
     if let Some(dir) = &args.report {
         println!("report       {}", dir.join("index.html").display());
-    }
-    Ok(())
-}
-
-/// The report folder must not exist (unless `overwrite`) and its parent must.
-fn check_report_dir(dir: &Path, overwrite: bool) -> Result<()> {
-    if dir.exists() && !overwrite {
-        bail!(
-            "{}: report folder exists; pass --overwrite to replace it",
-            dir.display()
-        );
-    }
-    if dir.exists() && !dir.is_dir() {
-        bail!("{}: exists and is not a folder", dir.display());
-    }
-    let parent = dir
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    if !parent.is_dir() {
-        bail!(
-            "{}: folder {} does not exist",
-            dir.display(),
-            parent.display()
-        );
     }
     Ok(())
 }
