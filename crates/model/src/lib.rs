@@ -11,6 +11,7 @@ mod config;
 mod device;
 mod diagnostics;
 mod error;
+mod inference;
 mod metrics;
 mod network;
 mod split;

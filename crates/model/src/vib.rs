@@ -11,6 +11,7 @@ use crate::config::{ClassBalance, TrainConfig};
 use crate::device::{resolve, DeviceChoice};
 use crate::diagnostics::{diagnose, label_entropy_nats, OodThresholds, SetDiagnostics};
 use crate::error::{Error, Result, TorchContext};
+use crate::inference::{eps_table, Conv, CpuNet, Dense, RawPrediction};
 use crate::network::{vib_loss, Architecture, EncoderKind, VibNet};
 use crate::split::grouped_split;
 
@@ -99,6 +100,8 @@ pub(crate) fn seeded_lock() -> std::sync::MutexGuard<'static, ()> {
 pub struct VibModel {
     vs: nn::VarStore,
     net: VibNet,
+    /// The weights laid out for the fixed-order CPU forward pass, when the model is on the CPU.
+    cpu: Option<CpuNet>,
     card: ModelCard,
     model_id: String,
 }
@@ -397,9 +400,11 @@ impl VibModel {
             ood,
             sweep: None,
         };
+        let cpu = cpu_net(&vs, &card.architecture)?;
         let mut model = Self {
             vs,
             net,
+            cpu,
             card,
             model_id: String::new(),
         };
@@ -429,7 +434,9 @@ impl VibModel {
     }
 
     /// Predict `n` spectra (row-major, on the model's wavelengths): the softmax averaged over
-    /// `z_samples` draws of z, and each spectrum's KL. Seeded, so the same input gives the same output.
+    /// `z_samples` draws of z, and each spectrum's KL. Each spectrum's result depends only on its
+    /// own values, the model, `z_samples` and `seed`: not on the batch, its size, the thread count
+    /// or alignment (see `inference.rs`).
     pub fn predict(
         &self,
         spectra: &[f32],
@@ -454,9 +461,6 @@ impl VibModel {
         if z_samples == 0 {
             return Err(Error::Config("at least one sample of z is needed".into()));
         }
-        let device = self.vs.device();
-        let _seeded = seeded_lock();
-        tch::manual_seed(seed as i64);
         let preprocessor = self
             .card
             .train_config
@@ -464,7 +468,6 @@ impl VibModel {
             .for_axis(&self.card.axis)
             .map_err(|e| Error::Config(e.to_string()))?;
         let features = preprocessor.output_len();
-        // Preprocessing in Rust (when there is any); standardisation as tensor ops.
         let preprocessed: std::borrow::Cow<'_, [f32]> =
             if self.card.train_config.preprocessing.is_identity() {
                 std::borrow::Cow::Borrowed(spectra)
@@ -479,42 +482,86 @@ impl VibModel {
                 }
                 std::borrow::Cow::Owned(out)
             };
-        let mean = Tensor::from_slice(&self.card.input_mean).to_device(device);
-        let std = Tensor::from_slice(&self.card.input_std).to_device(device);
+        let x = standardise(&preprocessed, &self.card.input_mean, &self.card.input_std);
+        let raw = match &self.cpu {
+            Some(cpu) => {
+                let threads = usize::try_from(tch::get_num_threads()).unwrap_or(1).max(1);
+                cpu.predict(&x, n, z_samples, seed, threads)
+            }
+            None => self.predict_on_device(&x, n, z_samples, seed)?,
+        };
+        Ok(raw
+            .into_iter()
+            .map(|r| {
+                let mut prediction = Prediction::from_probabilities(r.probabilities, r.kl_nats);
+                prediction.ood = self.card.ood.flags(&prediction);
+                prediction
+            })
+            .collect())
+    }
+
+    /// The same computation with libtorch on the model's (CUDA) device, in batches, with the
+    /// same eps as the CPU path; reproducible on one device, equal to the CPU path
+    /// to float rounding.
+    fn predict_on_device(
+        &self,
+        x: &[f32],
+        n: usize,
+        z_samples: usize,
+        seed: u64,
+    ) -> Result<Vec<RawPrediction>> {
         const BATCH: usize = 4096;
+        let device = self.vs.device();
+        let features = self.card.architecture.input_dim;
+        let latent = self.card.architecture.latent_dim;
         let classes = self.card.classes.len();
+        let eps = eps_table(seed, z_samples, latent);
         let mut out = Vec::with_capacity(n);
         for start in (0..n).step_by(BATCH) {
             let len = BATCH.min(n - start);
-            let raw = tensor_2d(
-                &preprocessed[start * features..(start + len) * features],
+            let batch = tensor_2d(
+                &x[start * features..(start + len) * features],
                 len,
                 features,
                 device,
             )?;
-            let x = (raw - &mean) / &std;
+            let eps = Tensor::from_slice(&eps)
+                .f_view([z_samples as i64, latent as i64])
+                .doing("shaping eps")?
+                .to_device(device);
             let (probabilities, kl) = tch::no_grad(|| {
-                let (mu, logvar) = self.net.encode(&x);
+                let (mu, logvar) = self.net.encode(&batch);
                 let kl = self.net.rate_per_dimension(&mu, &logvar).sum_dim_intlist(
                     1,
                     false,
                     Kind::Float,
                 );
+                let samples = if self.card.architecture.deterministic {
+                    1
+                } else {
+                    z_samples
+                };
+                let sigma = (&logvar * 0.5).exp();
                 let mut sum = Tensor::zeros([len as i64, classes as i64], (Kind::Float, device));
-                for _ in 0..z_samples {
-                    let z = self.net.sample_z(&mu, &logvar);
+                for s in 0..samples {
+                    let z = if self.card.architecture.deterministic {
+                        mu.shallow_clone()
+                    } else {
+                        &mu + &sigma * eps.select(0, s as i64)
+                    };
                     sum += self.net.classify(&z).softmax(-1, Kind::Float);
                 }
-                (sum / z_samples as f64, kl)
+                (sum / samples as f64, kl)
             });
             let probabilities: Vec<f32> =
                 Vec::try_from(probabilities.to_device(tch::Device::Cpu).flatten(0, -1))
                     .doing("copying probabilities")?;
             let kl: Vec<f32> = Vec::try_from(kl.to_device(tch::Device::Cpu)).doing("copying KL")?;
             for (p, k) in probabilities.chunks(classes).zip(kl) {
-                let mut prediction = Prediction::from_probabilities(p.to_vec(), k as f64);
-                prediction.ood = self.card.ood.flags(&prediction);
-                out.push(prediction);
+                out.push(RawPrediction {
+                    probabilities: p.to_vec(),
+                    kl_nats: k as f64,
+                });
             }
         }
         Ok(out)
@@ -629,13 +676,70 @@ impl VibModel {
             tch::no_grad(|| variable.copy_(&source));
         }
         vs.freeze();
+        let cpu = cpu_net(&vs, &card.architecture)?;
         Ok(Self {
             vs,
             net,
+            cpu,
             card,
             model_id: content_id(bytes),
         })
     }
+}
+
+/// The weights of a CPU model, copied out of libtorch for the fixed-order forward pass; `None`
+/// for a model on another device.
+fn cpu_net(vs: &nn::VarStore, arch: &Architecture) -> Result<Option<CpuNet>> {
+    if vs.device() != tch::Device::Cpu {
+        return Ok(None);
+    }
+    let variables = vs.variables();
+    let values = |name: &str| -> Result<(Vec<f32>, Vec<usize>)> {
+        let tensor = variables
+            .get(name)
+            .ok_or_else(|| Error::Data(format!("the network has no tensor '{name}'")))?;
+        let shape = tensor.size().iter().map(|&d| d as usize).collect();
+        let flat: Vec<f32> = Vec::try_from(tensor.detach().to_kind(Kind::Float).flatten(0, -1))
+            .doing("copying weights")?;
+        Ok((flat, shape))
+    };
+    let dense = |name: &str| -> Result<Dense> {
+        let (weight, shape) = values(&format!("{name}.weight"))?;
+        let (bias, _) = values(&format!("{name}.bias"))?;
+        Ok(Dense {
+            weight,
+            bias,
+            inputs: shape[1],
+            outputs: shape[0],
+        })
+    };
+    let mut convs = Vec::new();
+    if arch.encoder == EncoderKind::Conv {
+        for name in ["conv0", "conv1"] {
+            let (weight, shape) = values(&format!("{name}.weight"))?;
+            let (bias, _) = values(&format!("{name}.bias"))?;
+            convs.push(Conv {
+                weight,
+                bias,
+                out_channels: shape[0],
+                in_channels: shape[1],
+                kernel: shape[2],
+            });
+        }
+    }
+    let hidden = (0..arch.hidden_dims.len())
+        .map(|i| dense(&format!("encoder{i}")))
+        .collect::<Result<_>>()?;
+    Ok(Some(CpuNet {
+        encoder: arch.encoder,
+        input_dim: arch.input_dim,
+        convs,
+        hidden,
+        head: dense("mu_logvar")?,
+        classifier: dense("classifier")?,
+        latent_dim: arch.latent_dim,
+        deterministic: arch.deterministic,
+    }))
 }
 
 fn read_file(path: &Path) -> Result<Vec<u8>> {
@@ -788,6 +892,141 @@ mod tests {
         }
 
         assert_reloads_identically(&model, &test, &predictions);
+    }
+
+    /// The fixed-order CPU forward pass against libtorch's forward pass of the same weights with
+    /// the same eps (an independent implementation of the same arithmetic), for both encoders.
+    #[test]
+    fn cpu_forward_pass_matches_libtorch() {
+        let samples = toy_samples(4);
+        for encoder in [EncoderKind::Mlp, EncoderKind::Conv] {
+            let config = TrainConfig {
+                epochs: 15,
+                encoder,
+                ..quick_config()
+            };
+            let (model, _) = VibModel::train(
+                &samples,
+                &config,
+                DeviceChoice::Cpu,
+                vec![],
+                "pixel",
+                |_| {},
+            )
+            .unwrap();
+            let n = samples.len();
+            let ours = model.predict(&samples.spectra, n, 12, 5).unwrap();
+            let x = standardise(
+                &samples.spectra,
+                &model.card.input_mean,
+                &model.card.input_std,
+            );
+            let torch = model.predict_on_device(&x, n, 12, 5).unwrap();
+            assert_eq!(ours.len(), torch.len());
+            for (a, b) in ours.iter().zip(&torch) {
+                assert!(
+                    (a.kl_nats - b.kl_nats).abs() <= 1e-4 * b.kl_nats.abs().max(1.0),
+                    "{encoder:?}: KL {} vs libtorch {}",
+                    a.kl_nats,
+                    b.kl_nats
+                );
+                for (p, q) in a.probabilities.iter().zip(&b.probabilities) {
+                    assert!((p - q).abs() < 1e-5, "{encoder:?}: {p} vs libtorch {q}");
+                }
+            }
+            // mu and logvar themselves, against the libtorch encoder.
+            let cpu = model.cpu.as_ref().unwrap();
+            let (mu, logvar) = cpu.encode(&x, n);
+            let xt = tensor_2d(&x, n, x.len() / n, tch::Device::Cpu).unwrap();
+            let (tmu, tlogvar) = tch::no_grad(|| model.net.encode(&xt));
+            let tmu: Vec<f32> = Vec::try_from(tmu.flatten(0, -1)).unwrap();
+            let tlogvar: Vec<f32> = Vec::try_from(tlogvar.flatten(0, -1)).unwrap();
+            for (a, b) in mu.iter().chain(&logvar).zip(tmu.iter().chain(&tlogvar)) {
+                assert!(
+                    (a - b).abs() < 1e-4 * b.abs().max(1.0),
+                    "{encoder:?}: {a} vs {b}"
+                );
+            }
+        }
+    }
+
+    /// One spectrum gives bit-identical probabilities, entropy and KL alone, inside batches of 1, 7
+    /// and 4096 rows at offsets that move it and its memory alignment, and on 1, 2 or 3 threads.
+    #[test]
+    fn predictions_depend_only_on_the_spectrum() {
+        let samples = toy_samples(6);
+        for encoder in [EncoderKind::Mlp, EncoderKind::Conv] {
+            let config = TrainConfig {
+                epochs: 10,
+                encoder,
+                ..quick_config()
+            };
+            let (model, _) = VibModel::train(
+                &samples,
+                &config,
+                DeviceChoice::Cpu,
+                vec![],
+                "pixel",
+                |_| {},
+            )
+            .unwrap();
+            let bands = samples.axis.len();
+            let cpu = model.cpu.as_ref().unwrap();
+            let key = |p: &Prediction| {
+                (
+                    p.probabilities
+                        .iter()
+                        .map(|v| v.to_bits())
+                        .collect::<Vec<_>>(),
+                    p.entropy_nats.to_bits(),
+                    p.kl_nats.to_bits(),
+                )
+            };
+            let lone = |i: usize| {
+                let one = &samples.spectra[i * bands..(i + 1) * bands];
+                key(&model.predict(one, 1, 12, 0).unwrap()[0])
+            };
+            let targets = [0usize, 3, samples.len() - 1];
+            let expected: Vec<_> = targets.iter().map(|&i| lone(i)).collect();
+            for rows in [1usize, 7, 4096] {
+                for offset in [0usize, 1, 5] {
+                    for (&target, expected) in targets.iter().zip(&expected) {
+                        // A batch of `rows` spectra, the target at `offset` (mod rows), the rest
+                        // other spectra; one leading spare float shifts the alignment on odd offsets.
+                        let at = offset % rows;
+                        let shift = offset % 2;
+                        let mut buffer = vec![0f32; shift];
+                        for r in 0..rows {
+                            let i = if r == at {
+                                target
+                            } else {
+                                (r * 7 + offset) % samples.len()
+                            };
+                            buffer.extend_from_slice(&samples.spectra[i * bands..(i + 1) * bands]);
+                        }
+                        let batch = &buffer[shift..];
+                        for threads in [1usize, 2, 3] {
+                            let x =
+                                standardise(batch, &model.card.input_mean, &model.card.input_std);
+                            let raw = cpu.predict(&x, rows, 12, 0, threads);
+                            let got = Prediction::from_probabilities(
+                                raw[at].probabilities.clone(),
+                                raw[at].kl_nats,
+                            );
+                            assert_eq!(
+                                &key(&got),
+                                expected,
+                                "{encoder:?}: spectrum {target} at row {at} of {rows}, shift {shift}, {threads} threads"
+                            );
+                        }
+                        if rows != 4096 || offset == 0 {
+                            let through_api = model.predict(batch, rows, 12, 0).unwrap();
+                            assert_eq!(&key(&through_api[at]), expected);
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// Save, load, and predict `samples` again: same card, same id, the same `predictions`.

@@ -1,0 +1,391 @@
+//! Prediction on the CPU in a fixed arithmetic order.
+//!
+//! Every spectrum's probabilities, entropy and KL are a function of (spectrum, weights, samples of
+//! z, seed) alone: never of what else is in the batch, the batch size, the thread count, memory
+//! alignment or the load of the machine. libtorch's CPU kernels (MKL, oneDNN) choose blocking and
+//! code paths by matrix shape, alignment and thread count, so one plant's KL moved in the last bits
+//! with its neighbours (issue 10). Here:
+//! - matrix products go through `matrixmultiply`, whose result for one element depends only on the
+//!   reduction length and the CPU's SIMD features (its blocks pack both operands into aligned
+//!   buffers, split only rows and columns, never the reduction, and run single-threaded);
+//! - rows are independent: threads take fixed chunks of rows, so the thread count changes who
+//!   computes a row, not how;
+//! - the noise eps of z = mu + sigma * eps is a table of `z_samples` draws made from the seed
+//!   alone (common random numbers): every spectrum averages its softmax over the same draws, so a
+//!   plant gets the same eps alone or among thousands, and a change in the last bit of a spectrum
+//!   changes its probabilities by as little as the network lets it (it would not, with draws seeded
+//!   by the spectrum's bits).
+//!
+//! The result can still differ between CPUs with different SIMD (FMA or not), as any BLAS does.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+
+use crate::network::{EncoderKind, LOGVAR_MAX, LOGVAR_MIN};
+use crate::split::SplitMix64;
+
+/// Rows a thread takes at a time.
+const CHUNK_ROWS: usize = 256;
+
+/// A fully connected layer: `weight` [out, in] row-major (as libtorch stores it), `bias` [out].
+#[derive(Debug, Clone)]
+pub(crate) struct Dense {
+    pub weight: Vec<f32>,
+    pub bias: Vec<f32>,
+    pub inputs: usize,
+    pub outputs: usize,
+}
+
+impl Dense {
+    /// `x`: [rows, inputs] -> [rows, outputs]: x W^T + b, ReLU when asked.
+    fn forward(&self, x: &[f32], rows: usize, relu: bool) -> Vec<f32> {
+        let mut y = vec![0f32; rows * self.outputs];
+        matmul_transposed(x, rows, self.inputs, &self.weight, self.outputs, &mut y);
+        for row in y.chunks_exact_mut(self.outputs) {
+            for (v, b) in row.iter_mut().zip(&self.bias) {
+                *v += b;
+                if relu && *v < 0.0 {
+                    *v = 0.0;
+                }
+            }
+        }
+        y
+    }
+}
+
+/// A 1D convolution along the bands, stride 1, zero padding `kernel / 2` (length kept):
+/// `weight` [out_channels, in_channels, kernel], `bias` [out_channels].
+#[derive(Debug, Clone)]
+pub(crate) struct Conv {
+    pub weight: Vec<f32>,
+    pub bias: Vec<f32>,
+    pub in_channels: usize,
+    pub out_channels: usize,
+    pub kernel: usize,
+}
+
+impl Conv {
+    /// One spectrum's feature map [in_channels, length] -> ReLU(conv) max-pooled by 2:
+    /// [out_channels, length / 2]. The convolution is an im2col product, so its reduction order
+    /// is fixed like the dense layers'.
+    fn forward_pooled(&self, x: &[f32], length: usize) -> Vec<f32> {
+        let taps = self.in_channels * self.kernel;
+        let pad = (self.kernel / 2) as isize;
+        // columns[t, c * kernel + j] = x[c, t + j - pad] (0 outside)
+        let mut columns = vec![0f32; length * taps];
+        for t in 0..length {
+            for c in 0..self.in_channels {
+                for j in 0..self.kernel {
+                    let source = t as isize + j as isize - pad;
+                    if (0..length as isize).contains(&source) {
+                        columns[t * taps + c * self.kernel + j] = x[c * length + source as usize];
+                    }
+                }
+            }
+        }
+        // [length, out_channels]
+        let mut y = vec![0f32; length * self.out_channels];
+        matmul_transposed(
+            &columns,
+            length,
+            taps,
+            &self.weight,
+            self.out_channels,
+            &mut y,
+        );
+        let pooled = length / 2;
+        let mut out = vec![0f32; self.out_channels * pooled];
+        for o in 0..self.out_channels {
+            for t in 0..pooled {
+                let a = (y[2 * t * self.out_channels + o] + self.bias[o]).max(0.0);
+                let b = (y[(2 * t + 1) * self.out_channels + o] + self.bias[o]).max(0.0);
+                out[o * pooled + t] = a.max(b);
+            }
+        }
+        out
+    }
+}
+
+/// `y` [rows, n] = `x` [rows, k] times the transpose of `w` [n, k].
+fn matmul_transposed(x: &[f32], rows: usize, k: usize, w: &[f32], n: usize, y: &mut [f32]) {
+    assert!(x.len() == rows * k && w.len() == n * k && y.len() == rows * n);
+    if rows == 0 || n == 0 {
+        return;
+    }
+    // SAFETY: the asserts above keep every index the strides reach inside the three slices:
+    // x is rows x k with row stride k, w^T is k x n read through w's row stride k, and y is
+    // rows x n with row stride n, which does not alias x or w (a unique borrow).
+    unsafe {
+        matrixmultiply::sgemm(
+            rows,
+            k,
+            n,
+            1.0,
+            x.as_ptr(),
+            k as isize,
+            1,
+            w.as_ptr(),
+            1,
+            k as isize,
+            0.0,
+            y.as_mut_ptr(),
+            n as isize,
+            1,
+        );
+    }
+}
+
+/// The VIB network's weights, laid out for [`CpuNet::predict`].
+#[derive(Debug, Clone)]
+pub(crate) struct CpuNet {
+    pub encoder: EncoderKind,
+    pub input_dim: usize,
+    pub convs: Vec<Conv>,
+    pub hidden: Vec<Dense>,
+    /// The mu/logvar head: [2 * latent, last hidden].
+    pub head: Dense,
+    pub classifier: Dense,
+    pub latent_dim: usize,
+    pub deterministic: bool,
+}
+
+/// One spectrum's prediction before it becomes a [`domain::Prediction`].
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct RawPrediction {
+    pub probabilities: Vec<f32>,
+    pub kl_nats: f64,
+}
+
+/// The eps of every spectrum's `z_samples` draws of z, [z_samples, latent], from `seed` alone.
+pub(crate) fn eps_table(seed: u64, z_samples: usize, latent: usize) -> Vec<f32> {
+    normals(
+        SplitMix64::new(seed ^ 0x5EED_0F_E95_u64).next_u64(),
+        z_samples * latent,
+    )
+}
+
+/// `count` standard normal draws (Box-Muller on SplitMix64), the same on every platform.
+pub(crate) fn normals(seed: u64, count: usize) -> Vec<f32> {
+    let mut rng = SplitMix64::new(seed);
+    let mut uniform = move || ((rng.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+    let mut out = Vec::with_capacity(count + 1);
+    while out.len() < count {
+        let (u1, u2) = (uniform(), uniform());
+        let r = (-2.0 * u1.ln()).sqrt();
+        let angle = 2.0 * std::f64::consts::PI * u2;
+        out.push((r * angle.cos()) as f32);
+        out.push((r * angle.sin()) as f32);
+    }
+    out.truncate(count);
+    out
+}
+
+impl CpuNet {
+    /// `x`: [rows, input_dim] standardised spectra -> (mu, logvar), each [rows, latent].
+    pub(crate) fn encode(&self, x: &[f32], rows: usize) -> (Vec<f32>, Vec<f32>) {
+        let mut h: Vec<f32>;
+        let mut width = self.input_dim;
+        if self.encoder == EncoderKind::Conv && !self.convs.is_empty() {
+            h = Vec::new();
+            let mut out_width = 0;
+            for spectrum in x.chunks_exact(self.input_dim) {
+                let mut map = spectrum.to_vec();
+                let mut length = self.input_dim;
+                for conv in &self.convs {
+                    map = conv.forward_pooled(&map, length);
+                    length /= 2;
+                }
+                out_width = map.len();
+                h.extend(map);
+            }
+            width = out_width;
+        } else {
+            h = x.to_vec();
+        }
+        for layer in &self.hidden {
+            debug_assert_eq!(layer.inputs, width);
+            h = layer.forward(&h, rows, true);
+            width = layer.outputs;
+        }
+        let out = self.head.forward(&h, rows, false);
+        let latent = self.latent_dim;
+        let mut mu = Vec::with_capacity(rows * latent);
+        let mut logvar = Vec::with_capacity(rows * latent);
+        for row in out.chunks_exact(2 * latent) {
+            mu.extend_from_slice(&row[..latent]);
+            logvar.extend(
+                row[latent..]
+                    .iter()
+                    .map(|&v| v.clamp(LOGVAR_MIN as f32, LOGVAR_MAX as f32)),
+            );
+        }
+        (mu, logvar)
+    }
+
+    /// Closed-form KL(N(mu, diag(exp(logvar))) || N(0, I)) of one row, summed in order, nats.
+    pub(crate) fn kl_nats(&self, mu: &[f32], logvar: &[f32]) -> f64 {
+        if self.deterministic {
+            return 0.0;
+        }
+        mu.iter()
+            .zip(logvar)
+            .map(|(&m, &lv)| {
+                let (m, lv) = (m as f64, lv as f64);
+                0.5 * (m * m + lv.exp() - lv - 1.0)
+            })
+            .sum()
+    }
+
+    /// Softmax averaged over the samples of z for one row; `eps` holds `z_samples * latent` draws.
+    fn probabilities(&self, mu: &[f32], logvar: &[f32], eps: &[f32], z_samples: usize) -> Vec<f32> {
+        let classes = self.classifier.outputs;
+        let latent = self.latent_dim;
+        let samples = if self.deterministic { 1 } else { z_samples };
+        let mut z = vec![0f32; samples * latent];
+        for s in 0..samples {
+            for j in 0..latent {
+                z[s * latent + j] = if self.deterministic {
+                    mu[j]
+                } else {
+                    mu[j] + (0.5 * logvar[j]).exp() * eps[s * latent + j]
+                };
+            }
+        }
+        let logits = self.classifier.forward(&z, samples, false);
+        let mut sum = vec![0f64; classes];
+        for row in logits.chunks_exact(classes) {
+            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+            let exps: Vec<f64> = row.iter().map(|&l| (l as f64 - max).exp()).collect();
+            let total: f64 = exps.iter().sum();
+            for (acc, e) in sum.iter_mut().zip(&exps) {
+                *acc += e / total;
+            }
+        }
+        sum.iter().map(|&p| (p / samples as f64) as f32).collect()
+    }
+
+    /// Predict `rows` spectra from their standardised features `x` [rows, input_dim];
+    /// `threads` workers take chunks of rows in turn.
+    pub(crate) fn predict(
+        &self,
+        x: &[f32],
+        rows: usize,
+        z_samples: usize,
+        seed: u64,
+        threads: usize,
+    ) -> Vec<RawPrediction> {
+        let eps = if self.deterministic {
+            Vec::new()
+        } else {
+            eps_table(seed, z_samples, self.latent_dim)
+        };
+        let chunks = rows.div_ceil(CHUNK_ROWS);
+        let next = AtomicUsize::new(0);
+        let results: Vec<OnceLock<Vec<RawPrediction>>> =
+            (0..chunks).map(|_| OnceLock::new()).collect();
+        let work = || loop {
+            let chunk = next.fetch_add(1, Ordering::Relaxed);
+            if chunk >= chunks {
+                break;
+            }
+            let start = chunk * CHUNK_ROWS;
+            let len = CHUNK_ROWS.min(rows - start);
+            let out = self.predict_chunk(
+                &x[start * self.input_dim..(start + len) * self.input_dim],
+                len,
+                &eps,
+                z_samples,
+            );
+            // Each chunk index is handed out once, so the cell is empty.
+            let _ = results[chunk].set(out);
+        };
+        let threads = threads.clamp(1, chunks.max(1));
+        if threads == 1 {
+            work();
+        } else {
+            std::thread::scope(|scope| {
+                for _ in 0..threads {
+                    scope.spawn(work);
+                }
+            });
+        }
+        results
+            .into_iter()
+            .flat_map(|cell| cell.into_inner().unwrap_or_default())
+            .collect()
+    }
+
+    fn predict_chunk(
+        &self,
+        x: &[f32],
+        rows: usize,
+        eps: &[f32],
+        z_samples: usize,
+    ) -> Vec<RawPrediction> {
+        let latent = self.latent_dim;
+        let (mu, logvar) = self.encode(x, rows);
+        (0..rows)
+            .map(|i| {
+                let (m, lv) = (
+                    &mu[i * latent..(i + 1) * latent],
+                    &logvar[i * latent..(i + 1) * latent],
+                );
+                RawPrediction {
+                    probabilities: self.probabilities(m, lv, eps, z_samples),
+                    kl_nats: self.kl_nats(m, lv),
+                }
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normals_have_unit_moments_and_are_stable() {
+        let draws = normals(7, 200_000);
+        let n = draws.len() as f64;
+        let mean = draws.iter().map(|&v| v as f64).sum::<f64>() / n;
+        let var = draws
+            .iter()
+            .map(|&v| (v as f64 - mean).powi(2))
+            .sum::<f64>()
+            / n;
+        // 5 standard errors: sd of the mean 1/sqrt(n), of the variance sqrt(2/n).
+        assert!(mean.abs() < 5.0 / n.sqrt(), "mean {mean}");
+        assert!((var - 1.0).abs() < 5.0 * (2.0 / n).sqrt(), "variance {var}");
+        assert_eq!(normals(7, 5), normals(7, 6)[..5].to_vec());
+        assert_ne!(normals(7, 4), normals(8, 4));
+    }
+
+    #[test]
+    fn eps_tables_depend_on_the_seed_only() {
+        assert_eq!(eps_table(3, 12, 16), eps_table(3, 12, 16));
+        assert_ne!(eps_table(3, 12, 16), eps_table(4, 12, 16));
+        assert_eq!(eps_table(3, 12, 16).len(), 12 * 16);
+    }
+
+    /// The product against a plain triple loop in f64.
+    #[test]
+    fn matmul_matches_a_naive_product() {
+        let (rows, k, n) = (5, 37, 11);
+        let x: Vec<f32> = (0..rows * k)
+            .map(|i| ((i * 7 % 13) as f32 - 6.0) / 7.0)
+            .collect();
+        let w: Vec<f32> = (0..n * k)
+            .map(|i| ((i * 5 % 11) as f32 - 5.0) / 3.0)
+            .collect();
+        let mut y = vec![0f32; rows * n];
+        matmul_transposed(&x, rows, k, &w, n, &mut y);
+        for r in 0..rows {
+            for c in 0..n {
+                let expected: f64 = (0..k)
+                    .map(|i| x[r * k + i] as f64 * w[c * k + i] as f64)
+                    .sum();
+                assert!((y[r * n + c] as f64 - expected).abs() < 1e-4, "{r},{c}");
+            }
+        }
+    }
+}
