@@ -136,7 +136,7 @@ fn mean_frame(
 ) -> Result<Vec<f32>> {
     let files = locate(path)?;
     let dataset = gdal::Dataset::open(&files.data)
-        .map_err(|e| Error::gdal(&files.data, "open the reference", e))?;
+        .map_err(|e| Error::gdal_open(&files.data, "a raster", e))?;
     let (ref_samples, ref_lines) = dataset.raster_size();
     let ref_bands = dataset.raster_count();
     if let Some(header) = files.header.as_deref().map(EnviHeader::read).transpose()? {
@@ -184,6 +184,15 @@ fn mean_frame(
 pub fn read_wavelength_file(path: &Path, bands: usize) -> Result<(Vec<f64>, Option<Vec<f64>>)> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Error::io(path, "cannot read the wavelength file", e))?;
+    parse_wavelengths(path, &text, bands)
+}
+
+/// [`read_wavelength_file`] on text already read; `path` names it in errors.
+pub fn parse_wavelengths(
+    path: &Path,
+    text: &str,
+    bands: usize,
+) -> Result<(Vec<f64>, Option<Vec<f64>>)> {
     let mut rows: Vec<(usize, Vec<f64>)> = Vec::new();
     let mut unit_factor: Option<f64> = None;
     for (number, line) in text.lines().enumerate() {

@@ -123,7 +123,7 @@ impl Cube {
                 tracing::warn!(data = %files.data.display(), error = %e, "gdal cannot open this ENVI file: pixels read directly, without georeference");
                 None
             }
-            Err(e) => return Err(Error::gdal(&files.data, "open the raster", e)),
+            Err(e) => return Err(Error::gdal_open(&files.data, "a raster", e)),
         };
         let format = match (dataset.as_ref().map(|d| d.driver().short_name()), &header) {
             (Some(driver), _) if driver == "ENVI" => CubeFormat::Envi,
@@ -521,7 +521,18 @@ pub(crate) fn check_envi_geometry(
         tracing::warn!(header = %header.path().display(), "no 'byte order' in header: reading as little-endian (0)");
     }
     let offset = header.header_offset()?.unwrap_or(0);
-    let expected = offset as u64 + (lines * samples * bands * value_bytes) as u64;
+    let expected = lines
+        .checked_mul(samples)
+        .and_then(|v| v.checked_mul(bands))
+        .and_then(|v| v.checked_mul(value_bytes))
+        .and_then(|v| u64::try_from(v).ok())
+        .and_then(|v| v.checked_add(offset as u64))
+        .ok_or_else(|| {
+            Error::invalid(
+                header.path(),
+                format!("{lines} lines x {samples} samples x {bands} bands of {value_bytes} bytes (offset {offset}) is more data than a file can hold"),
+            )
+        })?;
     let actual = std::fs::metadata(data)
         .map_err(|e| Error::io(data, "cannot stat data file", e))?
         .len();

@@ -33,6 +33,12 @@ pub enum Error {
         #[source]
         source: gdal::errors::GdalError,
     },
+    #[error("{path}: not {what} GDAL can read (GDAL: {message})")]
+    Unreadable {
+        path: PathBuf,
+        what: String,
+        message: String,
+    },
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
     #[error("{path}: {source}")]
@@ -70,6 +76,27 @@ impl Error {
         Error::Invalid {
             path: path.into(),
             message: message.into(),
+        }
+    }
+
+    /// GDAL could not open `path` at all: say so in words, with GDAL's own message, instead of
+    /// "returned a NULL pointer". `what` is "a raster", "a vector file", ...
+    pub(crate) fn gdal_open(
+        path: impl Into<PathBuf>,
+        what: &str,
+        source: gdal::errors::GdalError,
+    ) -> Self {
+        let message = match source {
+            gdal::errors::GdalError::NullPointer { msg, .. } if !msg.trim().is_empty() => {
+                msg.trim().to_string()
+            }
+            gdal::errors::GdalError::NullPointer { .. } => "no message".to_string(),
+            other => other.to_string(),
+        };
+        Error::Unreadable {
+            path: path.into(),
+            what: what.to_string(),
+            message,
         }
     }
 

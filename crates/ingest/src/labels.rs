@@ -17,7 +17,7 @@ pub fn read_label_raster(path: &Path) -> Result<LabelRaster> {
     let files = locate(path)?;
     let header = files.header.as_deref().map(EnviHeader::read).transpose()?;
     let dataset = gdal::Dataset::open(&files.data)
-        .map_err(|e| Error::gdal(&files.data, "open the label raster", e))?;
+        .map_err(|e| Error::gdal_open(&files.data, "a raster", e))?;
     if dataset.raster_count() != 1 {
         return Err(Error::invalid(
             &files.data,

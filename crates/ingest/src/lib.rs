@@ -12,6 +12,8 @@ mod cube;
 mod describe;
 mod envi_header;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod labels;
 mod locate;
 mod morphology;
@@ -21,7 +23,7 @@ mod raster_io;
 mod raw_envi;
 mod write;
 
-pub use calibration::{read_wavelength_file, Calibration};
+pub use calibration::{parse_wavelengths, read_wavelength_file, Calibration};
 pub use components::{label_components, Components};
 pub use cube::{Cube, CubeFormat, EnviReader, ReadConfig};
 pub use describe::CubeDescription;

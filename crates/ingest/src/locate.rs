@@ -27,10 +27,8 @@ fn is_extension(path: &Path, extensions: &[&str]) -> bool {
 /// - `x.tif`/`x.tiff`: the GeoTIFF; an ENVI-style `x.hdr` beside it is noted as a sidecar.
 /// - any other file: its header is `x.hdr` (`x` without extension) or `x.ext.hdr`, if present.
 pub fn locate(path: &Path) -> Result<RasterFiles> {
+    check_file(path)?;
     if is_extension(path, &["hdr"]) {
-        if !path.exists() {
-            return Err(Error::NotFound { path: path.into() });
-        }
         let stem = path.with_extension("");
         let mut candidates = vec![stem.clone()];
         candidates.extend(DATA_EXTENSIONS.iter().map(|e| stem.with_extension(e)));
@@ -61,9 +59,6 @@ pub fn locate(path: &Path) -> Result<RasterFiles> {
             }),
         };
     }
-    if !path.is_file() {
-        return Err(Error::NotFound { path: path.into() });
-    }
     let with_hdr = PathBuf::from(format!("{}.hdr", path.display()));
     let replaced = path.with_extension("hdr");
     let header = [replaced, with_hdr].into_iter().find(|p| p.is_file());
@@ -71,6 +66,52 @@ pub fn locate(path: &Path) -> Result<RasterFiles> {
         data: path.into(),
         header,
     })
+}
+
+/// ELOOP on Linux and the BSDs' ELOOP (62 on macOS): too many levels of symbolic links.
+fn is_symlink_loop(error: &std::io::Error) -> bool {
+    matches!(error.raw_os_error(), Some(40) if cfg!(target_os = "linux"))
+        || matches!(error.raw_os_error(), Some(62) if cfg!(target_os = "macos"))
+}
+
+/// `path` is a file we can open, or an error that says in words what it is instead: missing, a
+/// folder, a symbolic link loop, a link to nothing, not readable.
+pub fn check_file(path: &Path) -> Result<()> {
+    let located = |message: String| Error::Locate {
+        path: path.into(),
+        message,
+    };
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => Err(located(
+            "is a directory, not a cube: name its header (.hdr), its data file or a GeoTIFF (for a folder of cubes, use a glob in a pipeline file)".into(),
+        )),
+        Ok(meta) if !meta.is_file() => Err(located(
+            "is not a regular file (a device, socket or pipe)".into(),
+        )),
+        Ok(_) => match std::fs::File::open(path) {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                Err(located("permission denied: cannot open it for reading".into()))
+            }
+            Err(e) => Err(Error::io(path, "cannot open", e)),
+        },
+        Err(e) if is_symlink_loop(&e) => Err(located(
+            "is a symbolic link loop (too many levels of symbolic links)".into(),
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            match std::fs::read_link(path) {
+                Ok(target) => Err(located(format!(
+                    "is a symbolic link to {}, which does not exist",
+                    target.display()
+                ))),
+                Err(_) => Err(Error::NotFound { path: path.into() }),
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Err(located(
+            "permission denied: a folder on the way cannot be searched".into(),
+        )),
+        Err(e) => Err(Error::io(path, "cannot open", e)),
+    }
 }
 
 #[cfg(test)]
@@ -103,6 +144,25 @@ mod tests {
             locate(&img).unwrap().header,
             Some(dir.path().join("scan.img.hdr"))
         );
+    }
+
+    #[test]
+    fn os_level_failures_say_what_they_are() {
+        let dir = tempfile::tempdir().unwrap();
+        let looped = dir.path().join("loop.hdr");
+        std::os::unix::fs::symlink(&looped, &looped).unwrap();
+        let err = locate(&looped).unwrap_err().to_string();
+        assert!(err.contains("symbolic link loop"), "{err}");
+        let dangling = dir.path().join("gone.hdr");
+        std::os::unix::fs::symlink(dir.path().join("nowhere.hdr"), &dangling).unwrap();
+        let err = locate(&dangling).unwrap_err().to_string();
+        assert!(err.contains("nowhere.hdr, which does not exist"), "{err}");
+        for folder in ["cubes", "cubes.hdr"] {
+            let sub = dir.path().join(folder);
+            std::fs::create_dir(&sub).unwrap();
+            let err = locate(&sub).unwrap_err().to_string();
+            assert!(err.contains("is a directory"), "{err}");
+        }
     }
 
     #[test]

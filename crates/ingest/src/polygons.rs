@@ -24,7 +24,7 @@ pub fn plants_from_polygons(cube: &Cube, config: &PlantConfig, path: &Path) -> R
         return Err(Error::NotFound { path: path.into() });
     }
     let vector =
-        gdal::Dataset::open(path).map_err(|e| Error::gdal(path, "open the polygons", e))?;
+        gdal::Dataset::open(path).map_err(|e| Error::gdal_open(path, "a vector file", e))?;
     if vector.layer_count() == 0 {
         return Err(Error::invalid(path, "no vector layer in the file"));
     }
@@ -218,7 +218,7 @@ pub fn plants_from_polygons(cube: &Cube, config: &PlantConfig, path: &Path) -> R
 pub fn plants_from_id_raster(cube: &Cube, path: &Path) -> Result<PlantSet> {
     let files = locate(path)?;
     let dataset = gdal::Dataset::open(&files.data)
-        .map_err(|e| Error::gdal(&files.data, "open the plant-id raster", e))?;
+        .map_err(|e| Error::gdal_open(&files.data, "a raster", e))?;
     if dataset.raster_count() != 1 {
         return Err(Error::invalid(
             &files.data,

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
 mod calibration;
+mod fuzz_regressions;
 mod labels;
 mod plants;
 mod polygons;
