@@ -66,6 +66,11 @@ pub struct BatchArgs {
     /// Redo every cube, even those whose outputs are complete for the same settings.
     #[arg(long)]
     pub force: bool,
+    /// On SIGTERM or SIGINT, start no new cube and give the running ones this many seconds to
+    /// finish; then abandon them (nothing half-written enters the dataset) and exit with status
+    /// 75. A second signal ends at once. Slurm sends SIGKILL 30 s after SIGTERM by default.
+    #[arg(long, value_name = "SECONDS", default_value_t = 20.0)]
+    pub stop_grace: f64,
 }
 
 #[derive(Debug, Args)]

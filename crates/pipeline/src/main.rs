@@ -14,7 +14,11 @@ fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
-            std::process::ExitCode::FAILURE
+            if error.downcast_ref::<commands::Stopped>().is_some() {
+                std::process::ExitCode::from(commands::EXIT_STOPPED)
+            } else {
+                std::process::ExitCode::FAILURE
+            }
         }
     }
 }

@@ -11,6 +11,7 @@ pub(crate) mod train;
 
 use anyhow::{Context, Result};
 
+pub(crate) use batch::{Stopped, EXIT_STOPPED};
 pub(crate) use run::PlantSource;
 
 use crate::cli::{Command, DeviceArgs, ModelArgs, PreprocessArgs};
