@@ -254,6 +254,32 @@ fn bad_input_fails_cleanly() {
         "no data file",
     );
 
+    // OS-level failures in words: a symbolic link loop, a folder, a file GDAL cannot read.
+    let looped = inputs.path().join("loop.hdr");
+    std::os::unix::fs::symlink(&looped, &looped).unwrap();
+    assert_clean_failure(
+        &["run", "--cube", s(&looped), "--out", o],
+        &out,
+        "loop.hdr",
+        "symbolic link loop",
+    );
+    let folder = inputs.path().join("cubes");
+    std::fs::create_dir(&folder).unwrap();
+    assert_clean_failure(
+        &["run", "--cube", s(&folder), "--out", o],
+        &out,
+        "cubes",
+        "is a directory",
+    );
+    let junk_tiff = inputs.path().join("junk.tif");
+    std::fs::write(&junk_tiff, b"II*\0 not really a TIFF").unwrap();
+    assert_clean_failure(
+        &["run", "--cube", s(&junk_tiff), "--out", o],
+        &out,
+        "junk.tif",
+        "not a raster GDAL can read (GDAL: ",
+    );
+
     let model_out = dir.path().join("model.safetensors");
     assert_clean_failure(
         &[
