@@ -159,7 +159,7 @@ pub(crate) struct RawPrediction {
 /// The eps of every spectrum's `z_samples` draws of z, [z_samples, latent], from `seed` alone.
 pub(crate) fn eps_table(seed: u64, z_samples: usize, latent: usize) -> Vec<f32> {
     normals(
-        SplitMix64::new(seed ^ 0x5EED_0F_E95_u64).next_u64(),
+        SplitMix64::new(seed ^ 0x0005_EED0_FE95_u64).next_u64(),
         z_samples * latent,
     )
 }
