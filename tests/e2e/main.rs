@@ -1732,7 +1732,7 @@ fn wait_for_first_cube(data: &Path, child: &mut std::process::Child) {
 #[test]
 fn batch_stops_gracefully_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let file = campaign(dir.path(), 8, "");
+    let file = campaign(dir.path(), 12, "");
     let data = dir.path().join("dataset");
     let clean = dir.path().join("clean");
     ok(&["batch", s(&file), "--out", s(&clean)]);
@@ -1762,11 +1762,11 @@ fn batch_stops_gracefully_on_sigterm() {
         assert!(stdout.contains("not done     "), "{what}");
         assert!(!stderr.contains("panicked"), "{what}");
         let complete = manifest_count(&data);
-        assert!((1..8).contains(&complete), "{complete} complete: {what}");
+        assert!((1..12).contains(&complete), "{complete} complete: {what}");
         assert!(
             stdout.contains(&format!(
                 "{complete} done, 0 up to date, 0 failed, {} not done",
-                8 - complete
+                12 - complete
             )),
             "{what}"
         );
@@ -1795,7 +1795,7 @@ fn batch_stops_gracefully_on_sigterm() {
         assert!(
             resumed.contains(&format!(
                 "{} done, {complete} up to date, 0 failed",
-                8 - complete
+                12 - complete
             )),
             "{resumed}"
         );

@@ -107,11 +107,7 @@ pub fn run(args: BatchArgs) -> Result<()> {
             if let Some((at, first)) = stop.noticed() {
                 let running = state.running().len();
                 if first {
-                    eprintln!(
-                        "batch        {}: starting no new cube; {running} running may finish within {:.0} s (a second signal ends at once)",
-                        stop.name(),
-                        grace.as_secs_f64()
-                    );
+                    announce(&stop, running, grace);
                 }
                 if at.elapsed() >= grace && running > 0 {
                     // No cube enters the dataset from here on; one that is moving finishes.
@@ -130,6 +126,10 @@ pub fn run(args: BatchArgs) -> Result<()> {
             std::thread::sleep(Duration::from_millis(20));
         }
     });
+    // The workers may all have ended before the loop above saw the signal.
+    if let Some((_, true)) = stop.noticed() {
+        announce(&stop, 0, grace);
+    }
     state.overall.finish_and_clear();
     report(
         &items,
@@ -139,6 +139,15 @@ pub fn run(args: BatchArgs) -> Result<()> {
         &out,
         stop.requested().then_some(&stop),
     )
+}
+
+/// The first line after a stop signal.
+fn announce(stop: &StopSignal, running: usize, grace: Duration) {
+    eprintln!(
+        "batch        {}: starting no new cube; {running} running may finish within {:.0} s (a second signal ends at once)",
+        stop.name(),
+        grace.as_secs_f64()
+    );
 }
 
 /// `--check`: validate inputs and model and list the cubes.
