@@ -894,26 +894,25 @@ mod tests {
         assert_reloads_identically(&model, &test, &predictions);
     }
 
+    /// A small model with `encoder`, trained for `epochs` on the CPU.
+    fn quick_cpu_model(samples: &SpectralSamples, encoder: EncoderKind, epochs: usize) -> VibModel {
+        let config = TrainConfig {
+            epochs,
+            encoder,
+            ..quick_config()
+        };
+        VibModel::train(samples, &config, DeviceChoice::Cpu, vec![], "pixel", |_| {})
+            .unwrap()
+            .0
+    }
+
     /// The fixed-order CPU forward pass against libtorch's forward pass of the same weights with
     /// the same eps (an independent implementation of the same arithmetic), for both encoders.
     #[test]
     fn cpu_forward_pass_matches_libtorch() {
         let samples = toy_samples(4);
         for encoder in [EncoderKind::Mlp, EncoderKind::Conv] {
-            let config = TrainConfig {
-                epochs: 15,
-                encoder,
-                ..quick_config()
-            };
-            let (model, _) = VibModel::train(
-                &samples,
-                &config,
-                DeviceChoice::Cpu,
-                vec![],
-                "pixel",
-                |_| {},
-            )
-            .unwrap();
+            let model = quick_cpu_model(&samples, encoder, 15);
             let n = samples.len();
             let ours = model.predict(&samples.spectra, n, 12, 5).unwrap();
             let x = standardise(
@@ -956,20 +955,7 @@ mod tests {
     fn predictions_depend_only_on_the_spectrum() {
         let samples = toy_samples(6);
         for encoder in [EncoderKind::Mlp, EncoderKind::Conv] {
-            let config = TrainConfig {
-                epochs: 10,
-                encoder,
-                ..quick_config()
-            };
-            let (model, _) = VibModel::train(
-                &samples,
-                &config,
-                DeviceChoice::Cpu,
-                vec![],
-                "pixel",
-                |_| {},
-            )
-            .unwrap();
+            let model = quick_cpu_model(&samples, encoder, 10);
             let bands = samples.axis.len();
             let cpu = model.cpu.as_ref().unwrap();
             let key = |p: &Prediction| {
