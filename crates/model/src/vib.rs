@@ -515,7 +515,10 @@ impl VibModel {
         let features = self.card.architecture.input_dim;
         let latent = self.card.architecture.latent_dim;
         let classes = self.card.classes.len();
-        let eps = eps_table(seed, z_samples, latent);
+        let eps = Tensor::from_slice(&eps_table(seed, z_samples, latent))
+            .f_view([z_samples as i64, latent as i64])
+            .doing("shaping eps")?
+            .to_device(device);
         let mut out = Vec::with_capacity(n);
         for start in (0..n).step_by(BATCH) {
             let len = BATCH.min(n - start);
@@ -525,10 +528,6 @@ impl VibModel {
                 features,
                 device,
             )?;
-            let eps = Tensor::from_slice(&eps)
-                .f_view([z_samples as i64, latent as i64])
-                .doing("shaping eps")?
-                .to_device(device);
             let (probabilities, kl) = tch::no_grad(|| {
                 let (mu, logvar) = self.net.encode(&batch);
                 let kl = self.net.rate_per_dimension(&mu, &logvar).sum_dim_intlist(
