@@ -40,6 +40,14 @@ pub struct TrainConfig {
     pub deterministic: bool,
     /// Spectral preprocessing, applied the same way at prediction (stored in the model).
     pub preprocessing: domain::Preprocessing,
+    /// Decoupled weight decay (AdamW) per step, relative to the learning rate; 0 is plain Adam.
+    pub weight_decay: f64,
+    /// Standard deviation of Gaussian noise added to the standardised spectra at each training
+    /// step (a regulariser for small data sets); 0 adds none. Prediction never adds noise.
+    pub input_noise: f64,
+    /// Members of the ensemble: networks trained with seeds `seed`, `seed + 1`, ... whose
+    /// probabilities are averaged. 1 is a single network.
+    pub ensemble: usize,
 }
 
 impl Default for TrainConfig {
@@ -63,6 +71,9 @@ impl Default for TrainConfig {
             class_balance: ClassBalance::Sampling,
             deterministic: false,
             preprocessing: domain::Preprocessing::default(),
+            weight_decay: 0.0,
+            input_noise: 0.0,
+            ensemble: 1,
         }
     }
 }
@@ -78,6 +89,21 @@ impl TrainConfig {
         }
         if self.latent_dim == 0 || self.batch_size == 0 || self.epochs == 0 {
             return bad("latent-dim, batch-size and epochs must be at least 1".into());
+        }
+        if self.ensemble == 0 {
+            return bad("an ensemble needs at least 1 member".into());
+        }
+        if !(self.weight_decay >= 0.0 && self.weight_decay.is_finite()) {
+            return bad(format!(
+                "weight decay must be a finite number >= 0, not {}",
+                self.weight_decay
+            ));
+        }
+        if !(self.input_noise >= 0.0 && self.input_noise.is_finite()) {
+            return bad(format!(
+                "input noise must be a finite number >= 0, not {}",
+                self.input_noise
+            ));
         }
         if !(self.learning_rate > 0.0 && self.learning_rate.is_finite()) {
             return bad(format!(

@@ -31,6 +31,22 @@ pub struct SetDiagnostics {
     pub expected_calibration_error: f64,
 }
 
+impl SetDiagnostics {
+    /// Diagnostics of no samples (a placeholder until the real ones are computed).
+    pub(crate) fn empty() -> Self {
+        Self {
+            samples: 0,
+            accuracy: 0.0,
+            cross_entropy_nats: 0.0,
+            mean_kl_nats: 0.0,
+            kl_per_dimension_nats: Vec::new(),
+            active_dimensions: 0,
+            negative_log_likelihood_nats: 0.0,
+            expected_calibration_error: 0.0,
+        }
+    }
+}
+
 /// Run the network on standardised `x` [n, bands] with class indices `y` [n], drawing `z_samples`
 /// samples of z per spectrum. Callers hold the seeded-work lock.
 pub(crate) fn diagnose(

@@ -75,6 +75,50 @@ pub(crate) fn grouped_split(
     (train, validation)
 }
 
+/// Majority class of each group, in group order.
+fn group_classes(classes: &[usize], groups: &[u32]) -> BTreeMap<usize, Vec<u32>> {
+    let mut votes: BTreeMap<u32, BTreeMap<usize, usize>> = BTreeMap::new();
+    for (&c, &g) in classes.iter().zip(groups) {
+        *votes.entry(g).or_default().entry(c).or_default() += 1;
+    }
+    let mut groups_of_class: BTreeMap<usize, Vec<u32>> = BTreeMap::new();
+    for (g, v) in &votes {
+        let class = v
+            .iter()
+            .max_by_key(|(c, n)| (**n, std::cmp::Reverse(**c)))
+            .map(|(c, _)| *c)
+            .expect("a group has samples");
+        groups_of_class.entry(class).or_default().push(*g);
+    }
+    groups_of_class
+}
+
+/// The fewest groups any class has (groups counted by their majority class).
+pub(crate) fn fewest_groups_per_class(classes: &[usize], groups: &[u32]) -> (usize, usize) {
+    group_classes(classes, groups)
+        .iter()
+        .map(|(&c, g)| (g.len(), c))
+        .min()
+        .unwrap_or((0, 0))
+}
+
+/// Fold (0..k) of each sample for grouped, stratified k-fold cross-validation: each class's groups
+/// are shuffled and dealt to the folds in turn (the dealing continues from class to class, so fold
+/// sizes stay within one group of each other), and all samples of a group share its fold.
+pub(crate) fn grouped_folds(classes: &[usize], groups: &[u32], k: usize, seed: u64) -> Vec<usize> {
+    let mut rng = SplitMix64::new(seed ^ 0x5EED_F01D_0000_0002);
+    let mut fold_of_group: BTreeMap<u32, usize> = BTreeMap::new();
+    let mut next = 0usize;
+    for mut class_groups in group_classes(classes, groups).into_values() {
+        rng.shuffle(&mut class_groups);
+        for g in class_groups {
+            fold_of_group.insert(g, next % k);
+            next += 1;
+        }
+    }
+    groups.iter().map(|g| fold_of_group[g]).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,5 +143,37 @@ mod tests {
             (train, validation),
             "seeded"
         );
+    }
+
+    #[test]
+    fn folds_keep_groups_together_and_stratify() {
+        // 3 classes, 10 groups each of 1..=4 samples.
+        let (mut classes, mut groups) = (Vec::new(), Vec::new());
+        for g in 0..30u32 {
+            for _ in 0..(1 + g % 4) {
+                classes.push((g % 3) as usize);
+                groups.push(g);
+            }
+        }
+        let folds = grouped_folds(&classes, &groups, 5, 3);
+        let mut fold_of = BTreeMap::new();
+        for (&g, &f) in groups.iter().zip(&folds) {
+            assert_eq!(
+                *fold_of.entry(g).or_insert(f),
+                f,
+                "group {g} straddles folds"
+            );
+        }
+        for class in 0..3 {
+            for fold in 0..5 {
+                let n = fold_of
+                    .iter()
+                    .filter(|(g, f)| **f == fold && (**g % 3) as usize == class)
+                    .count();
+                assert_eq!(n, 2, "class {class} fold {fold}: 2 of its 10 groups");
+            }
+        }
+        assert_eq!(grouped_folds(&classes, &groups, 5, 3), folds, "seeded");
+        assert_eq!(fewest_groups_per_class(&classes, &groups), (10, 0));
     }
 }

@@ -1,0 +1,223 @@
+//! The model file: safetensors with every member's weights (`member{m}.{tensor}`) and the model
+//! card as JSON in the metadata. Written to a temporary name, then renamed.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use tch::{nn, Kind, Tensor};
+
+use crate::device::{resolve, DeviceChoice};
+use crate::ensemble::Member;
+use crate::error::{Error, Result, TorchContext};
+use crate::network::VibNet;
+use crate::vib::{seeded_lock, ModelCard, VibModel, FORMAT_VERSION};
+
+const METADATA_KEY: &str = "pipeline.model";
+
+/// FNV-1a 64 of the model file: a content id for reports.
+pub(crate) fn content_id(bytes: &[u8]) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        hash ^= b as u64;
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{hash:016x}")
+}
+
+/// Tensor name prefix of member `m` in a file of `version` (version 2 had one unprefixed network).
+fn prefix(version: u32, m: usize) -> String {
+    if version == 2 {
+        String::new()
+    } else {
+        format!("member{m}.")
+    }
+}
+
+impl VibModel {
+    pub(crate) fn to_bytes(&self) -> Result<Vec<u8>> {
+        let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+        for (m, member) in self.members.iter().enumerate() {
+            for (name, tensor) in member.vs.variables() {
+                let shape: Vec<usize> = tensor.size().iter().map(|&d| d as usize).collect();
+                let values: Vec<f32> = Vec::try_from(
+                    tensor
+                        .detach()
+                        .to_device(tch::Device::Cpu)
+                        .to_kind(Kind::Float)
+                        .flatten(0, -1),
+                )
+                .doing("copying weights")?;
+                tensors.push((
+                    format!("{}{name}", prefix(self.card.format_version, m)),
+                    shape,
+                    values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                ));
+            }
+        }
+        tensors.sort_by(|a, b| a.0.cmp(&b.0));
+        let views = tensors
+            .iter()
+            .map(|(name, shape, bytes)| {
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes)
+                    .map(|view| (name.clone(), view))
+                    .map_err(|e| Error::Data(format!("weights of {name}: {e}")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let card = serde_json::to_string(&self.card)
+            .map_err(|e| Error::Data(format!("model card: {e}")))?;
+        let metadata = HashMap::from([(METADATA_KEY.to_string(), card)]);
+        safetensors::serialize(views, Some(metadata))
+            .map_err(|e| Error::Data(format!("serialising weights: {e}")))
+    }
+
+    /// Save as safetensors with the model card in the metadata; written to a temporary name, then renamed.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let bytes = self.to_bytes()?;
+        let tmp = PathBuf::from(format!("{}.tmp", path.display()));
+        std::fs::write(&tmp, &bytes)
+            .and_then(|_| std::fs::rename(&tmp, path))
+            .map_err(|source| {
+                let _ = std::fs::remove_file(&tmp);
+                Error::Io {
+                    path: path.into(),
+                    message: "cannot write model".into(),
+                    source,
+                }
+            })
+    }
+
+    /// Read only the model card of a model file (no libtorch work).
+    pub fn read_card(path: &Path) -> Result<ModelCard> {
+        let bytes = read_file(path)?;
+        card_from_bytes(path, &bytes)
+    }
+
+    /// Load a model file onto a device.
+    pub fn load(path: &Path, device: DeviceChoice) -> Result<Self> {
+        let bytes = read_file(path)?;
+        Self::from_bytes(&bytes, path, device)
+    }
+
+    /// Load a model from the bytes of a model file; `path` names it in errors.
+    pub fn from_bytes(bytes: &[u8], path: &Path, device: DeviceChoice) -> Result<Self> {
+        let card = card_from_bytes(path, bytes)?;
+        let format = |message: String| Error::Format {
+            path: path.into(),
+            message,
+        };
+        let tensors =
+            safetensors::SafeTensors::deserialize(bytes).map_err(|e| format(e.to_string()))?;
+        let device = resolve(device)?;
+        let mut members = Vec::with_capacity(card.members);
+        let mut expected_tensors = 0;
+        for m in 0..card.members {
+            let mut vs = nn::VarStore::new(device);
+            // Initialising the layers draws from the global generator before the weights overwrite them.
+            let net = {
+                let _seeded = seeded_lock();
+                VibNet::new(&vs.root(), &card.architecture)
+            };
+            let mut variables = vs.variables();
+            expected_tensors += variables.len();
+            for (name, variable) in variables.iter_mut() {
+                let full = format!("{}{name}", prefix(card.format_version, m));
+                let view = tensors
+                    .tensor(&full)
+                    .map_err(|_| format(format!("tensor '{full}' is missing")))?;
+                let expected: Vec<usize> = variable.size().iter().map(|&d| d as usize).collect();
+                if view.dtype() != safetensors::Dtype::F32 || view.shape() != expected.as_slice() {
+                    return Err(format(format!(
+                        "tensor '{full}' is {:?} {:?}, expected F32 {expected:?}",
+                        view.dtype(),
+                        view.shape()
+                    )));
+                }
+                let values: Vec<f32> = view
+                    .data()
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect();
+                let source = Tensor::from_slice(&values)
+                    .view(variable.size().as_slice())
+                    .to_device(device);
+                tch::no_grad(|| variable.copy_(&source));
+            }
+            vs.freeze();
+            members.push(Member::new(vs, net, &card.architecture)?);
+        }
+        if tensors.len() != expected_tensors {
+            return Err(format(format!(
+                "{} tensors, {} member(s) of this architecture have {expected_tensors}",
+                tensors.len(),
+                card.members
+            )));
+        }
+        Ok(Self {
+            members,
+            card,
+            model_id: content_id(bytes),
+        })
+    }
+}
+
+fn read_file(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|source| Error::Io {
+        path: path.into(),
+        message: match source.kind() {
+            std::io::ErrorKind::NotFound => "model file not found".into(),
+            _ => "cannot read model".into(),
+        },
+        source,
+    })
+}
+
+fn card_from_bytes(path: &Path, bytes: &[u8]) -> Result<ModelCard> {
+    let format = |message: String| Error::Format {
+        path: path.into(),
+        message,
+    };
+    let (_, metadata) = safetensors::SafeTensors::read_metadata(bytes)
+        .map_err(|e| format(format!("not safetensors ({e})")))?;
+    let json = metadata
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get(METADATA_KEY))
+        .ok_or_else(|| format(format!("no '{METADATA_KEY}' metadata")))?;
+    let card: ModelCard =
+        serde_json::from_str(json).map_err(|e| format(format!("model card: {e}")))?;
+    if card.format_version != FORMAT_VERSION && card.format_version != 2 {
+        return Err(format(format!(
+            "format version {} (this build reads 2 to {FORMAT_VERSION})",
+            card.format_version
+        )));
+    }
+    if card.members == 0 {
+        return Err(format("an ensemble of 0 members".into()));
+    }
+    if let Some(c) = &card.calibration {
+        if !(c.temperature > 0.0 && c.temperature.is_finite()) {
+            return Err(format(format!(
+                "temperature {} is not a positive number",
+                c.temperature
+            )));
+        }
+    }
+    let features = card
+        .train_config
+        .preprocessing
+        .for_axis(&card.axis)
+        .map_err(|e| format(format!("preprocessing: {e}")))?
+        .output_len();
+    if card.input_mean.len() != features
+        || card.input_std.len() != features
+        || card.architecture.input_dim != features
+    {
+        return Err(format(
+            "standardisation or input size does not match the preprocessed wavelengths".into(),
+        ));
+    }
+    if card.architecture.classes != card.classes.len() {
+        return Err(format("class count does not match the classifier".into()));
+    }
+    Ok(card)
+}

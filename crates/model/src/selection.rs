@@ -1,0 +1,660 @@
+//! Automatic model selection: grouped, stratified k-fold cross-validation inside the training data
+//! over a compact search space, raced by successive halving over the folds, under a budget of
+//! training work.
+//!
+//! Two races, one after the other:
+//! 1. preprocessing: every chain of [`PREPROCESSING_CHOICES`] at the base hyperparameters;
+//! 2. hyperparameters: the winning chain with beta x capacity x regularisation from the grid, in a
+//!    seeded order, as many as the remaining budget allows (the first race's winner takes part
+//!    with the folds it already has).
+//!
+//! When the budget allows, a race evaluates every candidate on every fold (small data sets: one
+//! fold of a few dozen spectra is a noisy judge). Otherwise it is successive halving: every
+//! candidate on the first fold, the best third (at least two) on the next two folds, the best
+//! third of those on the remaining folds. The score is the out-of-fold
+//! negative log-likelihood after temperature scaling (the NLL the calibrated model would have;
+//! accuracy breaks ties), over the folds a candidate has been evaluated on; the winner is the best
+//! candidate evaluated on every fold.
+//!
+//! The budget is counted in training work, not wall-clock time: a training of n spectra for e
+//! epochs costs 3 x n x e x (multiply-adds of one forward pass), converted to seconds at
+//! [`REFERENCE_WORK_PER_SECOND`] (measured on a 2-core machine). The same data and settings thus
+//! always search the same candidates, whatever the load; a faster machine just finishes sooner.
+
+use std::collections::BTreeMap;
+
+use domain::{Preprocessing, SavitzkyGolay, SpectralSamples};
+
+use crate::calibration::{fit_temperature, tempered_nll};
+use crate::config::TrainConfig;
+use crate::ensemble::Member;
+use crate::error::{Error, Result};
+use crate::inference::RawPrediction;
+use crate::split::{fewest_groups_per_class, grouped_folds, SplitMix64};
+use crate::training::{architecture, fit, forward_cost, Batch, Features};
+
+/// Training work per second of the tuning budget: multiply-adds (forward and backward passes)
+/// per second that libtorch trained the default network at on a 2-core machine
+/// (`examples/throughput`, 2,000 spectra of 200 bands).
+pub const REFERENCE_WORK_PER_SECOND: f64 = 1.0e10;
+
+/// Samples of z for the out-of-fold predictions (as at prediction).
+const CV_Z_SAMPLES: usize = 12;
+
+/// The preprocessing chains searched (on top of the user's band selection): none, smoothing,
+/// first derivative at two windows, SNV, derivative then SNV, continuum removal.
+/// (continuum removal, Savitzky-Golay window/order/derivative, SNV).
+pub type ChainChoice = (bool, Option<(usize, usize, usize)>, bool);
+
+pub const PREPROCESSING_CHOICES: [ChainChoice; 7] = [
+    (false, None, false),
+    (false, Some((9, 2, 0)), false),
+    (false, Some((7, 2, 1)), false),
+    (false, Some((15, 2, 1)), false),
+    (false, None, true),
+    (false, Some((11, 2, 1)), true),
+    (true, None, false),
+];
+/// Betas searched (the rate's price, nats).
+pub const BETA_CHOICES: [f64; 5] = [1e-6, 1e-5, 1e-4, 1e-3, 1e-2];
+/// (latent dimensions, encoder widths) searched.
+pub const CAPACITY_CHOICES: [(usize, [usize; 2]); 3] =
+    [(16, [256, 128]), (8, [64, 32]), (32, [512, 256])];
+/// (weight decay, input noise) searched.
+pub const REGULARISATION_CHOICES: [(f64, f64); 3] = [(0.0, 0.0), (0.05, 0.0), (0.0, 0.2)];
+
+/// How selection runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TuneSettings {
+    /// Budget of training work, in seconds at [`REFERENCE_WORK_PER_SECOND`].
+    pub budget_seconds: f64,
+    /// Folds of the cross-validation (fewer when a class has fewer groups, at least 2).
+    pub folds: usize,
+}
+
+impl Default for TuneSettings {
+    /// 120 s (a 2,000-spectrum, 200-band table tunes in about 2 minutes on 2 cores), 5 folds.
+    fn default() -> Self {
+        Self {
+            budget_seconds: 120.0,
+            folds: 5,
+        }
+    }
+}
+
+/// The parts of the search space the user set explicitly: they keep the base config's value.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Fixed {
+    pub preprocessing: bool,
+    pub beta: bool,
+    /// Latent size and encoder widths.
+    pub capacity: bool,
+    /// Weight decay and input noise.
+    pub regularisation: bool,
+}
+
+/// One candidate of the search and how it did.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CandidateRecord {
+    pub id: usize,
+    /// `preprocessing` or `hyperparameters`: the race it ran in.
+    pub race: String,
+    pub preprocessing: String,
+    pub beta: f64,
+    pub latent_dim: usize,
+    pub hidden_dims: Vec<usize>,
+    pub weight_decay: f64,
+    pub input_noise: f64,
+    pub folds_evaluated: usize,
+    /// Out-of-fold NLL after temperature scaling, nats (the selection criterion).
+    pub cv_nll_nats: f64,
+    /// Out-of-fold NLL of the raw probabilities, nats.
+    pub cv_raw_nll_nats: f64,
+    pub cv_accuracy: f64,
+    /// Temperature fitted on its out-of-fold predictions.
+    pub temperature: f64,
+    /// Epoch of the kept weights in each evaluated fold.
+    pub best_epochs: Vec<usize>,
+    /// Training work spent on it, seconds at the reference speed.
+    pub work_seconds: f64,
+    /// Wall-clock seconds on this run (not stored in the model: it would change its bytes).
+    #[serde(skip)]
+    pub wall_seconds: f64,
+}
+
+/// The whole search: every candidate, the winner and why.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Selection {
+    pub folds: usize,
+    pub budget_seconds: f64,
+    /// Training work of the search, seconds at the reference speed.
+    pub work_seconds: f64,
+    pub candidates: Vec<CandidateRecord>,
+    /// Index into `candidates`.
+    pub winner: usize,
+    pub reason: String,
+    /// Out-of-fold accuracy of the winner's ensemble (each fold's members averaged), over the
+    /// first folds that hold 1,000 samples (all folds for smaller sets).
+    pub ensemble_cv_accuracy: f64,
+    #[serde(default)]
+    pub ensemble_cv_samples: usize,
+    /// Training work of the ensemble's out-of-fold members, seconds at the reference speed.
+    pub ensemble_work_seconds: f64,
+    /// Epochs of the refit on all training data: the median of the winner's best epochs.
+    pub refit_epochs: usize,
+}
+
+/// The winner's configuration and its out-of-fold predictions (one per sample).
+pub(crate) struct Outcome {
+    pub selection: Selection,
+    pub config: TrainConfig,
+    /// (sample index, prediction) of the held-out samples the ensemble was cross-validated on.
+    pub out_of_fold: Vec<(usize, RawPrediction)>,
+}
+
+/// Held-out samples enough to fit a temperature and two percentiles: the ensemble's other
+/// members are cross-validated on the first folds until this many samples are covered.
+const ENSEMBLE_CV_SAMPLES: usize = 1000;
+
+/// A short name of the searched part of a preprocessing chain.
+pub fn describe_preprocessing(p: &Preprocessing) -> String {
+    let mut parts = Vec::new();
+    if p.continuum_removal {
+        parts.push("continuum removal".to_string());
+    }
+    if let Some(sg) = p.savitzky_golay {
+        parts.push(match sg.derivative {
+            0 => format!("SG smooth {},{}", sg.window, sg.order),
+            d => format!("SG d{d} {},{}", sg.window, sg.order),
+        });
+    }
+    if p.snv {
+        parts.push("SNV".to_string());
+    }
+    if parts.is_empty() {
+        "raw".to_string()
+    } else {
+        parts.join(" + ")
+    }
+}
+
+struct Candidate {
+    config: TrainConfig,
+    record: CandidateRecord,
+    /// Out-of-fold predictions of the evaluated folds.
+    out_of_fold: Vec<Option<RawPrediction>>,
+    evaluated: Vec<bool>,
+}
+
+impl Candidate {
+    fn new(id: usize, race: &str, config: TrainConfig, n: usize, k: usize) -> Self {
+        let record = CandidateRecord {
+            id,
+            race: race.to_string(),
+            preprocessing: describe_preprocessing(&config.preprocessing),
+            beta: config.beta,
+            latent_dim: config.latent_dim,
+            hidden_dims: config.hidden_dims.clone(),
+            weight_decay: config.weight_decay,
+            input_noise: config.input_noise,
+            folds_evaluated: 0,
+            cv_nll_nats: f64::INFINITY,
+            cv_raw_nll_nats: f64::INFINITY,
+            cv_accuracy: 0.0,
+            temperature: 1.0,
+            best_epochs: Vec::new(),
+            work_seconds: 0.0,
+            wall_seconds: 0.0,
+        };
+        Self {
+            config,
+            record,
+            out_of_fold: vec![None; n],
+            evaluated: vec![false; k],
+        }
+    }
+
+    /// Ranking key: calibrated NLL, then accuracy (higher first), then id.
+    fn beats(&self, other: &Self) -> bool {
+        let (a, b) = (&self.record, &other.record);
+        a.cv_nll_nats
+            .total_cmp(&b.cv_nll_nats)
+            .then(b.cv_accuracy.total_cmp(&a.cv_accuracy))
+            .then(a.id.cmp(&b.id))
+            .is_lt()
+    }
+}
+
+/// The cross-validation: data, folds and the preprocessed features of each chain tried.
+struct CrossValidation<'a> {
+    samples: &'a SpectralSamples,
+    targets: &'a [usize],
+    fold_of: Vec<usize>,
+    k: usize,
+    device: tch::Device,
+    features: BTreeMap<String, Features>,
+    work_seconds: f64,
+}
+
+impl CrossValidation<'_> {
+    fn evaluate(&mut self, candidate: &mut Candidate, fold: usize) -> Result<()> {
+        if candidate.evaluated[fold] {
+            return Ok(());
+        }
+        let started = std::time::Instant::now();
+        let key = serde_json::to_string(&candidate.config.preprocessing)
+            .map_err(|e| Error::Data(format!("preprocessing: {e}")))?;
+        if !self.features.contains_key(&key) {
+            let data =
+                Features::prepare(self.samples, &candidate.config.preprocessing, self.targets)?;
+            self.features.insert(key.clone(), data);
+        }
+        let data = &self.features[&key];
+        let (train_idx, val_idx): (Vec<usize>, Vec<usize>) =
+            (0..self.targets.len()).partition(|&i| self.fold_of[i] != fold);
+        let (mean, std) = data.standardisation(&train_idx);
+        let train = Batch::new(data, &train_idx, &mean, &std, self.device)?;
+        let validation = Batch::new(data, &val_idx, &mean, &std, self.device)?;
+        let config = &candidate.config;
+        let arch = architecture(config, data.features, self.samples.classes.len())?;
+        let fitted = fit(
+            &train,
+            Some(&validation),
+            &arch,
+            config,
+            config.seed,
+            self.device,
+            &mut |_| {},
+        )?;
+        let epochs_run = fitted.history.len();
+        let member = Member::new(fitted.vs, fitted.net, &arch)?;
+        let x = data.standardised(&val_idx, &mean, &std);
+        let predictions = member.predict(&x, val_idx.len(), &arch, CV_Z_SAMPLES, config.seed)?;
+        for (&i, p) in val_idx.iter().zip(predictions) {
+            candidate.out_of_fold[i] = Some(p);
+        }
+        candidate.evaluated[fold] = true;
+        let work = 3.0 * forward_cost(&arch) * train_idx.len() as f64 * epochs_run as f64
+            / REFERENCE_WORK_PER_SECOND;
+        let record = &mut candidate.record;
+        record.best_epochs.push(fitted.best_epoch);
+        record.work_seconds += work;
+        record.wall_seconds += started.elapsed().as_secs_f64();
+        record.folds_evaluated += 1;
+        self.work_seconds += work;
+        // Scores over the folds evaluated so far.
+        let (mut probabilities, mut truth) = (Vec::new(), Vec::new());
+        let mut correct = 0usize;
+        for (i, p) in candidate.out_of_fold.iter().enumerate() {
+            if let Some(p) = p {
+                probabilities.push(p.probabilities.as_slice());
+                truth.push(self.targets[i]);
+                correct += usize::from(argmax(&p.probabilities) == self.targets[i]);
+            }
+        }
+        let temperature = fit_temperature(&probabilities, &truth);
+        record.temperature = temperature;
+        record.cv_nll_nats = tempered_nll(&probabilities, &truth, temperature);
+        record.cv_raw_nll_nats = tempered_nll(&probabilities, &truth, 1.0);
+        record.cv_accuracy = correct as f64 / truth.len().max(1) as f64;
+        tracing::debug!(
+            candidate = record.id,
+            fold,
+            nll = record.cv_nll_nats,
+            accuracy = record.cv_accuracy,
+            "cross-validation fold"
+        );
+        Ok(())
+    }
+
+    /// The folds of each rung: the first, the next two, the rest.
+    fn rungs(&self) -> Vec<Vec<usize>> {
+        let k = self.k;
+        [0..1.min(k), 1.min(k)..3.min(k), 3.min(k)..k]
+            .into_iter()
+            .filter(|r| !r.is_empty())
+            .map(|r| r.collect())
+            .collect()
+    }
+
+    /// Trainings a candidate costs on average in a race (1 fold for all, 2 for a third, ...).
+    fn trainings_per_candidate(&self) -> f64 {
+        self.rungs()
+            .iter()
+            .enumerate()
+            .map(|(r, folds)| folds.len() as f64 / 3f64.powi(r as i32))
+            .sum()
+    }
+
+    /// Successive halving over the folds (or every candidate on every fold, without `halving`).
+    fn race(
+        &mut self,
+        candidates: &mut [Candidate],
+        halving: bool,
+        on_progress: &mut dyn FnMut(&CandidateRecord),
+    ) -> Result<()> {
+        let mut alive: Vec<usize> = (0..candidates.len()).collect();
+        let rungs = if halving {
+            self.rungs()
+        } else {
+            vec![(0..self.k).collect()]
+        };
+        for (r, folds) in rungs.into_iter().enumerate() {
+            if r > 0 {
+                alive.sort_by(|&a, &b| {
+                    if candidates[a].beats(&candidates[b]) {
+                        std::cmp::Ordering::Less
+                    } else {
+                        std::cmp::Ordering::Greater
+                    }
+                });
+                let keep = alive.len().div_ceil(3).max(2).min(alive.len());
+                alive.truncate(keep);
+            }
+            for &c in &alive {
+                for &fold in &folds {
+                    self.evaluate(&mut candidates[c], fold)?;
+                }
+                on_progress(&candidates[c].record);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn argmax(p: &[f32]) -> usize {
+    p.iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map_or(0, |(i, _)| i)
+}
+
+/// The best candidate evaluated on every fold.
+fn best_complete(candidates: &[Candidate], k: usize) -> Option<usize> {
+    (0..candidates.len())
+        .filter(|&c| candidates[c].record.folds_evaluated == k)
+        .reduce(|a, b| {
+            if candidates[b].beats(&candidates[a]) {
+                b
+            } else {
+                a
+            }
+        })
+}
+
+/// Select the configuration for `samples` (class indices `targets`) from the search space around
+/// `base`, keeping what `fixed` names.
+pub(crate) fn select(
+    samples: &SpectralSamples,
+    targets: &[usize],
+    base: &TrainConfig,
+    fixed: Fixed,
+    settings: &TuneSettings,
+    device: tch::Device,
+    on_progress: &mut dyn FnMut(&CandidateRecord),
+) -> Result<Outcome> {
+    if !(settings.budget_seconds > 0.0 && settings.budget_seconds.is_finite()) {
+        return Err(Error::Config(format!(
+            "the tuning budget must be a positive number of seconds, not {} (train without \
+             selection with --no-tune)",
+            settings.budget_seconds
+        )));
+    }
+    if settings.folds < 2 {
+        return Err(Error::Config(format!(
+            "cross-validation needs at least 2 folds, not {}",
+            settings.folds
+        )));
+    }
+    let (fewest, class) = fewest_groups_per_class(targets, &samples.groups);
+    if fewest < 2 {
+        return Err(Error::Data(format!(
+            "class '{}' has {fewest} sample group(s); cross-validation needs at least 2 per class \
+             (train without selection with --no-tune)",
+            samples
+                .classes
+                .iter()
+                .nth(class)
+                .map_or("?", |c| c.name.as_str())
+        )));
+    }
+    let k = settings.folds.min(fewest);
+    if k < settings.folds {
+        tracing::warn!(
+            folds = k,
+            "a class has only {fewest} sample groups: cross-validating with {k} folds"
+        );
+    }
+    let mut cv = CrossValidation {
+        samples,
+        targets,
+        fold_of: grouped_folds(targets, &samples.groups, k, base.seed),
+        k,
+        device,
+        features: BTreeMap::new(),
+        work_seconds: 0.0,
+    };
+    let n = targets.len();
+    let per_candidate = cv.trainings_per_candidate();
+
+    // Race 1: preprocessing, at the base hyperparameters; the base chain first.
+    let mut chains = vec![base.preprocessing.clone()];
+    if !fixed.preprocessing {
+        for (continuum_removal, sg, snv) in PREPROCESSING_CHOICES {
+            let chain = Preprocessing {
+                continuum_removal,
+                savitzky_golay: sg.map(|(window, order, derivative)| SavitzkyGolay {
+                    window,
+                    order,
+                    derivative,
+                }),
+                snv,
+                ..base.preprocessing.clone()
+            };
+            // Chains too long for the bands left are skipped.
+            if !chains.contains(&chain) && chain.for_axis(&samples.axis).is_ok() {
+                chains.push(chain);
+            }
+        }
+    }
+    let mut candidates: Vec<Candidate> = Vec::new();
+    let mut first = Candidate::new(0, "preprocessing", base.clone(), n, k);
+    cv.evaluate(&mut first, 0)?;
+    // One training of the base candidate: the yardstick for planning the budget.
+    let unit = first.record.work_seconds;
+    candidates.push(first);
+    let share = if fixed.beta && fixed.capacity && fixed.regularisation {
+        1.0
+    } else {
+        0.4
+    };
+    // Every chain on every fold when the budget allows it (small data: one fold is a noisy
+    // judge), else successive halving over as many chains as fit.
+    let k_f = k as f64;
+    let budget_1 = share * settings.budget_seconds;
+    let halving_1 = chains.len() as f64 * k_f * unit > budget_1;
+    let per = if halving_1 { per_candidate } else { k_f };
+    let mut planned = unit * per;
+    for chain in chains.into_iter().skip(1) {
+        if planned + unit * per > budget_1 {
+            break;
+        }
+        planned += unit * per;
+        let config = TrainConfig {
+            preprocessing: chain,
+            ..base.clone()
+        };
+        candidates.push(Candidate::new(
+            candidates.len(),
+            "preprocessing",
+            config,
+            n,
+            k,
+        ));
+    }
+    cv.race(&mut candidates, halving_1, on_progress)?;
+    let incumbent = best_complete(&candidates, k)
+        .expect("the race evaluates two candidates, or one, on every fold");
+
+    // Race 2: beta x capacity x regularisation for the winning chain, in a seeded order.
+    let chosen = candidates[incumbent].config.clone();
+    let mut grid = Vec::new();
+    let betas: Vec<f64> = if fixed.beta || base.deterministic {
+        vec![base.beta]
+    } else {
+        BETA_CHOICES.to_vec()
+    };
+    let capacities: Vec<(usize, Vec<usize>)> = if fixed.capacity {
+        vec![(base.latent_dim, base.hidden_dims.clone())]
+    } else {
+        CAPACITY_CHOICES
+            .iter()
+            .map(|(l, h)| (*l, h.to_vec()))
+            .collect()
+    };
+    let regularisations: Vec<(f64, f64)> = if fixed.regularisation {
+        vec![(base.weight_decay, base.input_noise)]
+    } else {
+        REGULARISATION_CHOICES.to_vec()
+    };
+    for &beta in &betas {
+        for (latent_dim, hidden_dims) in &capacities {
+            for &(weight_decay, input_noise) in &regularisations {
+                let config = TrainConfig {
+                    beta,
+                    latent_dim: *latent_dim,
+                    hidden_dims: hidden_dims.clone(),
+                    weight_decay,
+                    input_noise,
+                    ..chosen.clone()
+                };
+                if config != chosen {
+                    grid.push(config);
+                }
+            }
+        }
+    }
+    SplitMix64::new(base.seed ^ 0x0005_E1EC_7000_0003).shuffle(&mut grid);
+    let remaining = settings.budget_seconds - cv.work_seconds;
+    let base_cost = forward_cost(&architecture(&chosen, 2, 2)?);
+    // A candidate's work scales with its network's cost relative to the base's.
+    let costs: Vec<f64> = grid
+        .iter()
+        .map(|c| Ok(unit * forward_cost(&architecture(c, 2, 2)?) / base_cost))
+        .collect::<Result<_>>()?;
+    let halving_2 = costs.iter().sum::<f64>() * k_f > remaining;
+    let per = if halving_2 { per_candidate } else { k_f };
+    let mut planned = 0.0;
+    let mut second: Vec<Candidate> = Vec::new();
+    for (config, cost) in grid.into_iter().zip(costs) {
+        if planned + cost * per > remaining {
+            break;
+        }
+        planned += cost * per;
+        second.push(Candidate::new(
+            candidates.len() + second.len(),
+            "hyperparameters",
+            config,
+            n,
+            k,
+        ));
+    }
+    if !second.is_empty() {
+        // The incumbent joins the race with the folds it has.
+        let mut racing = vec![candidates.remove(incumbent)];
+        racing.extend(second);
+        cv.race(&mut racing, halving_2, on_progress)?;
+        candidates.extend(racing);
+    }
+    candidates.sort_by_key(|c| c.record.id);
+    let winner = best_complete(&candidates, k).expect("the incumbent is evaluated on every fold");
+    let w = &candidates[winner];
+    let search_work = cv.work_seconds;
+    let mut epochs = w.record.best_epochs.clone();
+    epochs.sort_unstable();
+    let refit_epochs = epochs[epochs.len() / 2].max(1);
+    let complete = candidates
+        .iter()
+        .filter(|c| c.record.folds_evaluated == k)
+        .count();
+    let reason = format!(
+        "lowest out-of-fold NLL after temperature scaling ({:.4} nats, accuracy {:.4}) of the {complete} \
+         candidate(s) evaluated on all {k} folds; {} candidate(s) tried in {:.0} s of training work",
+        w.record.cv_nll_nats,
+        w.record.cv_accuracy,
+        candidates.len(),
+        search_work
+    );
+    let single: Vec<RawPrediction> = w
+        .out_of_fold
+        .iter()
+        .map(|p| p.clone().expect("the winner has every fold"))
+        .collect();
+    // The ensemble's own out-of-fold predictions: the other members of each fold's ensemble are
+    // trained too (seeds seed + 1, ...), so that the temperature and OOD thresholds are fitted
+    // to what the model will predict (averaging members softens the probabilities).
+    let winner_config = w.config.clone();
+    let mut folds_used = Vec::new();
+    let mut covered = 0;
+    for fold in 0..k {
+        if covered >= ENSEMBLE_CV_SAMPLES && base.ensemble > 1 {
+            break;
+        }
+        folds_used.push(fold);
+        covered += cv.fold_of.iter().filter(|&&f| f == fold).count();
+    }
+    let held: Vec<usize> = (0..n)
+        .filter(|&i| folds_used.contains(&cv.fold_of[i]))
+        .collect();
+    let mut per_member = vec![held.iter().map(|&i| single[i].clone()).collect::<Vec<_>>()];
+    for m in 1..base.ensemble {
+        let mut member = Candidate::new(
+            usize::MAX,
+            "ensemble",
+            TrainConfig {
+                seed: winner_config.seed.wrapping_add(m as u64),
+                ..winner_config.clone()
+            },
+            n,
+            k,
+        );
+        for &fold in &folds_used {
+            cv.evaluate(&mut member, fold)?;
+        }
+        per_member.push(
+            held.iter()
+                .map(|&i| member.out_of_fold[i].clone().expect("fold evaluated"))
+                .collect(),
+        );
+    }
+    let averaged = crate::ensemble::average(per_member);
+    let ensemble_accuracy = averaged
+        .iter()
+        .zip(&held)
+        .filter(|(p, &i)| argmax(&p.probabilities) == targets[i])
+        .count() as f64
+        / held.len() as f64;
+    let out_of_fold: Vec<(usize, RawPrediction)> = held.into_iter().zip(averaged).collect();
+    let config = TrainConfig {
+        epochs: refit_epochs,
+        validation_fraction: 0.0,
+        ..w.config.clone()
+    };
+    let records: Vec<CandidateRecord> = candidates.into_iter().map(|c| c.record).collect();
+    Ok(Outcome {
+        selection: Selection {
+            folds: k,
+            budget_seconds: settings.budget_seconds,
+            work_seconds: search_work,
+            winner,
+            reason,
+            ensemble_cv_accuracy: ensemble_accuracy,
+            ensemble_cv_samples: out_of_fold.len(),
+            ensemble_work_seconds: cv.work_seconds - search_work,
+            refit_epochs,
+            candidates: records,
+        },
+        config,
+        out_of_fold,
+    })
+}
