@@ -1,13 +1,20 @@
-"""10-fold cross-validated accuracy of the VIB (the `pipeline` binary, default settings) next to a
-tuned RBF-SVM on first-derivative spectra and a random forest, on the bundled canopy library.
+"""Cross-validated accuracy of the VIB (the `pipeline` binary, default settings: selection by
+cross-validation, ensemble, temperature scaling) next to a tuned RBF-SVM (raw and first
+derivative), a random forest and the deterministic network, on fixed folds.
 
     python scripts/bench/quality.py PIPELINE_BINARY WORK_DIR
 
-The library's 1200 simulated canopy spectra (PROSPECT-D + 4SAIL; healthy, rust, blight) are taken
-every 10 nm from 400 to 2500 nm with Gaussian noise of 0.005 reflectance (a field spectrometer's
-order), once over all severities (rust and blight overlap by design at low severity) and once for
-symptomatic plants (severity >= 0.5). Folds are stratified and seeded; the VIB and the baselines see
-the same folds.
+Data sets (QUALITY_SETS picks some by prefix, comma-separated):
+- `peanut-5`, `peanut-hvi`, `peanut-hvp`: the REAL peanut stem-rot leaf spectra of
+  ../shared/real_spectra (Wei et al. 2021, Remote Sensing 13, 2833; read in place, never copied):
+  5 stages, healthy vs infected, healthy vs presymptomatic; stratified 10-fold CV, shuffle, seed 0,
+  as in that README.
+- `synthetic-all`, `synthetic-symptomatic`: the bundled canopy library (PROSPECT-D + 4SAIL; healthy,
+  rust, blight) every 10 nm, noise 0.005, all severities / severity >= 0.5; 10 folds.
+
+Environment: VIB_ARGS (extra `pipeline train` options), QUALITY_JOBS (folds run at once, default 2,
+each with OMP_NUM_THREADS=1), QUALITY_FOLDS (use only the first N folds, for quick looks),
+QUALITY_METHODS (comma-separated method prefixes to run).
 """
 import csv
 import json
@@ -15,6 +22,7 @@ import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from scipy.signal import savgol_filter
@@ -26,70 +34,134 @@ from sklearn.svm import SVC
 
 binary, work = sys.argv[1], sys.argv[2]
 os.makedirs(work, exist_ok=True)
-library = os.path.join(os.path.dirname(__file__), "../../crates/synth/library")
-lines, bands = 1200, 2101
-cube = np.fromfile(os.path.join(library, "canopy.img"), dtype="<f4").reshape(bands, lines).T
-meta = list(csv.DictReader(open(os.path.join(library, "canopy.csv"))))
-labels = np.array([m["label"] for m in meta])
-severity = np.array([float(m["severity"]) for m in meta])
-step = np.arange(0, bands, 10)
-wavelengths = 400 + step
-rng = np.random.default_rng(0)
-spectra = cube[:, step] + rng.normal(0, 0.005, size=(lines, len(step)))
+here = os.path.dirname(os.path.abspath(__file__))
+jobs = int(os.environ.get("QUALITY_JOBS", "2"))
+max_folds = int(os.environ.get("QUALITY_FOLDS", "10"))
+methods_wanted = [m for m in os.environ.get("QUALITY_METHODS", "").split(",") if m]
 
 
-def write_table(path, x, y):
+def peanut():
+    path = os.path.join(here, "../../../shared/real_spectra/peanut_stem_rot/peanut_stem_rot_gh2019.csv")
+    if not os.path.exists(path):
+        sys.exit(f"{path}: the shared peanut spectra are missing (../shared beside the checkout)")
+    with open(path) as f:
+        rows = list(csv.reader(f))
+    wavelengths = [float(w) for w in rows[0][1:]]
+    labels = np.array([r[0] for r in rows[1:]])
+    x = np.array([[float(v) for v in r[1:]] for r in rows[1:]])
+    return wavelengths, x, labels
+
+
+def synthetic():
+    library = os.path.join(here, "../../crates/synth/library")
+    lines, bands = 1200, 2101
+    cube = np.fromfile(os.path.join(library, "canopy.img"), dtype="<f4").reshape(bands, lines).T
+    meta = list(csv.DictReader(open(os.path.join(library, "canopy.csv"))))
+    labels = np.array([m["label"] for m in meta])
+    severity = np.array([float(m["severity"]) for m in meta])
+    step = np.arange(0, bands, 10)
+    rng = np.random.default_rng(0)
+    x = cube[:, step] + rng.normal(0, 0.005, size=(lines, len(step)))
+    return [float(w) for w in 400 + step], x, labels, severity
+
+
+def data_sets():
+    w, x, y = peanut()
+    yield "peanut-5 (5 stages)", w, x, y
+    infected = np.where(y == "Healthy", "Healthy", "Infected")
+    yield "peanut-hvi (healthy vs infected)", w, x, infected
+    keep = (y == "Healthy") | (y == "Presymptomatic")
+    yield "peanut-hvp (healthy vs presymptomatic)", w, x[keep], y[keep]
+    w, x, y, severity = synthetic()
+    yield "synthetic-all (all severities)", w, x, y
+    keep = (y == "healthy") | (severity >= 0.5)
+    yield "synthetic-symptomatic (severity >= 0.5)", w, x[keep], y[keep]
+
+
+def write_table(path, wavelengths, x, y):
     with open(path, "w") as f:
-        f.write("label," + ",".join(str(w) for w in wavelengths) + "\n")
+        f.write("label," + ",".join(f"{w:g}" for w in wavelengths) + "\n")
         for label, row in zip(y, x):
-            f.write(label + "," + ",".join(f"{v:.5f}" for v in row) + "\n")
+            f.write(label + "," + ",".join(f"{v:.6g}" for v in row) + "\n")
 
 
-def vib_fold(x_train, y_train, x_test, y_test, tag):
+def pipeline_fold(wavelengths, x_train, y_train, x_test, y_test, tag, extra):
     train, test = os.path.join(work, f"{tag}-train.csv"), os.path.join(work, f"{tag}-test.csv")
     model, metrics = os.path.join(work, f"{tag}.safetensors"), os.path.join(work, f"{tag}.json")
-    write_table(train, x_train, y_train)
-    write_table(test, x_test, y_test)
-    run = lambda *a: subprocess.run([binary, "-q", *a], check=True, stdout=subprocess.DEVNULL)
-    extra = os.environ.get("VIB_ARGS", "").split()
+    write_table(train, wavelengths, x_train, y_train)
+    write_table(test, wavelengths, x_test, y_test)
+    env = dict(os.environ, OMP_NUM_THREADS="1" if jobs > 1 else os.environ.get("OMP_NUM_THREADS", "2"))
+    run = lambda *a: subprocess.run([binary, "-q", *a], check=True, stdout=subprocess.DEVNULL, env=env)
     run("train", "--spectra", train, "--label-column", "label", "--out", model, "--overwrite", "--seed", "0", *extra)
     run("evaluate", "--spectra", test, "--label-column", "label", "--model", model, "--metrics", metrics, "--overwrite")
-    return json.load(open(metrics))["overall_accuracy"]
+    m = json.load(open(metrics))
+    return m["overall_accuracy"], m["calibration"], m["negative_log_likelihood_nats"]
 
 
-def svm():
-    grid = {"svc__C": np.logspace(-1, 4, 6), "svc__gamma": np.logspace(-4, 0, 5)}
-    return GridSearchCV(make_pipeline(StandardScaler(), SVC(kernel="rbf")), grid, cv=3, n_jobs=1)
+def pooled_ece(calibrations, key):
+    """ECE over all test folds together (40 spectra per fold are too few for a per-fold ECE):
+    the folds' reliability bins summed, then sum |correct - confidence| / n."""
+    bins = len(calibrations[0][key])
+    count, confidence, correct = np.zeros(bins), np.zeros(bins), np.zeros(bins)
+    for c in calibrations:
+        for b, row in enumerate(c[key]):
+            count[b] += row["samples"]
+            confidence[b] += row["mean_confidence"] * row["samples"]
+            correct[b] += row["accuracy"] * row["samples"]
+    return float(np.abs(correct - confidence).sum() / count.sum())
+
+
+def svm_fit_score(x_train, y_train, x_test, y_test):
+    grid = {"svc__C": np.logspace(-1, 4, 6), "svc__gamma": np.logspace(-5, 0, 6)}
+    folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=0)
+    model = GridSearchCV(make_pipeline(StandardScaler(), SVC(kernel="rbf")), grid, cv=folds, n_jobs=jobs)
+    return model.fit(x_train, y_train).score(x_test, y_test)
 
 
 def derivative(x):
     return savgol_filter(x, window_length=7, polyorder=2, deriv=1, axis=1)
 
 
+vib_extra = os.environ.get("VIB_ARGS", "").split()
+methods = {
+    "VIB (defaults)": lambda w, a, b, c, d, tag: pipeline_fold(w, a, b, c, d, tag, vib_extra),
+    "deterministic network (selected)": lambda w, a, b, c, d, tag: pipeline_fold(w, a, b, c, d, tag + "-det", ["--deterministic"]),
+    "RBF-SVM raw (tuned)": lambda w, a, b, c, d, tag: (svm_fit_score(a, b, c, d), None, None),
+    "RBF-SVM 1st derivative SG 7,2 (tuned)": lambda w, a, b, c, d, tag: (svm_fit_score(derivative(a), b, derivative(c), d), None, None),
+    "random forest (500 trees)": lambda w, a, b, c, d, tag: (
+        RandomForestClassifier(n_estimators=500, random_state=0, n_jobs=jobs).fit(a, b).score(c, d), None, None),
+}
+if methods_wanted:
+    methods = {k: v for k, v in methods.items() if any(k.startswith(m) for m in methods_wanted)}
+
+only = [s for s in os.environ.get("QUALITY_SETS", "").split(",") if s]
 results = {}
-only = os.environ.get("QUALITY_SETS")  # e.g. "all" to run only the first set
-for name, keep in [("all severities", np.ones(lines, bool)), ("severity >= 0.5", (labels == "healthy") | (severity >= 0.5))]:
-    if only and not name.startswith(only):
+for name, wavelengths, x, y in data_sets():
+    if only and not any(name.startswith(o) for o in only):
         continue
-    x, y = spectra[keep], labels[keep]
-    scores = {"VIB (defaults)": [], "RBF-SVM, 1st derivative (tuned)": [], "random forest (500 trees)": []}
-    seconds = {k: 0.0 for k in scores}
-    folds = StratifiedKFold(n_splits=10, shuffle=True, random_state=0)
-    for k, (tr, te) in enumerate(folds.split(x, y)):
+    folds = list(StratifiedKFold(n_splits=10, shuffle=True, random_state=0).split(x, y))[:max_folds]
+    results[name] = {}
+    print(f"\n{name}: {len(y)} spectra, {len(wavelengths)} bands, {len(folds)} of 10 folds", flush=True)
+    for method, fn in methods.items():
         t = time.time()
-        scores["VIB (defaults)"].append(vib_fold(x[tr], y[tr], x[te], y[te], f"{name[:3]}-{k}"))
-        seconds["VIB (defaults)"] += time.time() - t
-        t = time.time()
-        model = svm().fit(derivative(x[tr]), y[tr])
-        scores["RBF-SVM, 1st derivative (tuned)"].append(model.score(derivative(x[te]), y[te]))
-        seconds["RBF-SVM, 1st derivative (tuned)"] += time.time() - t
-        t = time.time()
-        forest = RandomForestClassifier(n_estimators=500, random_state=0, n_jobs=1).fit(x[tr], y[tr])
-        scores["random forest (500 trees)"].append(forest.score(x[te], y[te]))
-        seconds["random forest (500 trees)"] += time.time() - t
-    print(f"\n{name}: {len(y)} spectra, 10-fold CV")
-    for method, s in scores.items():
-        print(f"  {method:<34} {np.mean(s):.4f} +- {np.std(s):.4f}   ({seconds[method]:.0f} s)")
-    results[name] = {m: {"mean": float(np.mean(s)), "std": float(np.std(s)), "folds": [float(v) for v in s]} for m, s in scores.items()}
+        tag = name.split()[0]
+        if method.startswith("VIB") or method.startswith("deterministic"):
+            with ThreadPoolExecutor(max_workers=jobs) as pool:
+                out = list(pool.map(lambda kf: fn(wavelengths, x[kf[1][0]], y[kf[1][0]], x[kf[1][1]], y[kf[1][1]], f"{tag}-{kf[0]}"), enumerate(folds)))
+        else:
+            out = [fn(wavelengths, x[tr], y[tr], x[te], y[te], tag) for tr, te in folds]
+        seconds = time.time() - t
+        acc = [o[0] for o in out]
+        calibrations = [o[1] for o in out if o[1] is not None]
+        nll = [o[2] for o in out if o[2] is not None]
+        ece = [pooled_ece(calibrations, "reliability_after")] if calibrations else []
+        extra = ""
+        if calibrations:
+            raw = pooled_ece(calibrations, "reliability_before")
+            extra = f"  ECE {ece[0]:.3f} (uncalibrated {raw:.3f})  NLL {np.mean(nll):.3f}"
+        print(f"  {method:<40} {np.mean(acc):.3f} +- {np.std(acc):.3f}{extra}   ({seconds:.0f} s)", flush=True)
+        results[name][method] = {"mean": float(np.mean(acc)), "std": float(np.std(acc)), "folds": [float(v) for v in acc],
+                                 "ece": float(np.mean(ece)) if ece else None, "nll": float(np.mean(nll)) if nll else None,
+                                 "seconds": seconds}
 json.dump(results, open(os.path.join(work, "quality.json"), "w"), indent=2)
 print(f"\nwritten {os.path.join(work, 'quality.json')}")

@@ -96,6 +96,10 @@ fn train_on_one_field_evaluate_on_another() {
         s(&model),
         "--device",
         "cpu",
+        // Exactly the default options (selection has its own test below).
+        "--no-tune",
+        "--ensemble",
+        "1",
     ]);
     // Evaluate on the other field, read as GeoTIFF this time.
     let stdout = ok(&[
@@ -422,6 +426,7 @@ fn sweep_writes_bounds_figures_and_the_recommended_model() {
         "1e-3,1",
         "--epochs",
         "15",
+        "--no-tune",
         "--out",
         s(&out),
     ]);
@@ -610,6 +615,116 @@ fn soil_table(path: &Path) {
     write_library_table(path, "soil.img", 200, "name", |line| format!("soil{line}"));
 }
 
+/// Default `train`: options chosen by cross-validation within the budget, an ensemble, a
+/// temperature from the out-of-fold predictions; the search is printed, in the model card and in
+/// the history's metadata; `evaluate` reports calibration before and after and draws the
+/// reliability diagram. The same command twice gives the same model file.
+#[test]
+fn train_selects_options_by_cross_validation_and_calibrates() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = dir.path().join("library.csv");
+    library_table(&table);
+    let model = dir.path().join("tuned.safetensors");
+    let train = |out: &Path| {
+        ok(&[
+            "train",
+            "--spectra",
+            s(&table),
+            "--label-column",
+            "label",
+            "--group-column",
+            "id",
+            "--epochs",
+            "20",
+            "--ensemble",
+            "2",
+            "--tune-budget",
+            "6",
+            "--tune-folds",
+            "3",
+            "--band-range-nm",
+            "400,2400",
+            "--out",
+            s(out),
+        ])
+    };
+    let stdout = train(&model);
+    for needle in [
+        "selection        3 folds",
+        "  winner: lowest out-of-fold NLL",
+        "temperature      ",
+        "2 member(s)",
+    ] {
+        assert!(stdout.contains(needle), "no '{needle}' in:\n{stdout}");
+    }
+    let search_rows = stdout
+        .lines()
+        .filter(|l| l.contains(" preprocessing ") || l.contains(" hyperparameters "))
+        .count();
+    assert!(search_rows >= 2, "{stdout}");
+    let again = dir.path().join("again.safetensors");
+    train(&again);
+    assert_eq!(
+        std::fs::read(&model).unwrap(),
+        std::fs::read(&again).unwrap(),
+        "tuning is deterministic"
+    );
+    let history = std::fs::read(model.with_extension("history.parquet")).unwrap();
+    let needle = b"pipeline.selection";
+    assert!(history.windows(needle.len()).any(|w| w == needle));
+
+    let metrics = dir.path().join("m.json");
+    let diagram = dir.path().join("reliability");
+    let stdout = ok(&[
+        "evaluate",
+        "--spectra",
+        s(&table),
+        "--model",
+        s(&model),
+        "--metrics",
+        s(&metrics),
+        "--reliability",
+        s(&diagram),
+    ]);
+    assert!(stdout.contains("(before calibration"), "{stdout}");
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&metrics).unwrap()).unwrap();
+    assert_eq!(m["members"], 2);
+    let c = &m["calibration"];
+    assert_eq!(c["fitted_on"], "out-of-fold");
+    assert!(c["temperature"].as_f64().unwrap() > 0.0);
+    assert_eq!(c["reliability_after"].as_array().unwrap().len(), 15);
+    for ext in ["svg", "png"] {
+        assert!(diagram.with_extension(ext).metadata().unwrap().len() > 1000);
+    }
+    // Bad settings: one-line errors, nothing written.
+    for (flag, value, message) in [
+        (
+            "--tune-budget",
+            "0",
+            "tuning budget must be a positive number",
+        ),
+        ("--ensemble", "0", "at least 1 member"),
+    ] {
+        let out_path = dir.path().join("bad.safetensors");
+        let out = pipeline(&[
+            "train",
+            "--spectra",
+            s(&table),
+            "--label-column",
+            "label",
+            flag,
+            value,
+            "--out",
+            s(&out_path),
+        ]);
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(message), "{flag} {value}: {stderr}");
+        assert!(!out_path.exists());
+    }
+}
+
 #[test]
 fn train_and_evaluate_from_a_spectral_table() {
     let dir = tempfile::tempdir().unwrap();
@@ -634,6 +749,9 @@ fn train_and_evaluate_from_a_spectral_table() {
         "--savgol",
         "11,2,0",
         "--snv",
+        "--no-tune",
+        "--ensemble",
+        "1",
     ]);
     assert!(stdout.contains("unit             row"), "{stdout}");
     let metrics = dir.path().join("m.json");
@@ -1293,6 +1411,18 @@ print(json.dumps({"errors": c.errors, "images": c.images, "missing": missing,
     assert_eq!(h["network"], false);
     assert_eq!(h["doctype"], true);
     assert!(h["images"].as_array().unwrap().len() >= 4, "{h}");
+    // The bundled model was tuned and calibrated: the report shows how its options were chosen
+    // and the reliability of the predictions its temperature was fitted on.
+    let index = std::fs::read_to_string(report.join("index.html")).unwrap();
+    assert!(
+        index.contains("How the options were chosen"),
+        "no search table"
+    );
+    assert!(
+        index.contains("src=\"reliability.svg\""),
+        "no reliability diagram"
+    );
+    assert!(report.join("reliability.png").is_file());
     for name in [
         "summary.parquet",
         "class-map.tif",

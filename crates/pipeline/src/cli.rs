@@ -269,23 +269,53 @@ pub enum Unit {
     Pixel,
 }
 
-/// The network and its training, shared by `train` and `sweep`.
+/// The network and its training, shared by `train` and `sweep`. The options marked "searched" are
+/// chosen by cross-validation unless given (or `--no-tune`, which uses the defaults shown).
 #[derive(Debug, Clone, Args)]
 pub struct ModelArgs {
-    /// Dimensions of the latent z.
-    #[arg(long, default_value_t = 16)]
-    pub latent_dim: usize,
+    /// Dimensions of the latent z [searched; default 16].
+    #[arg(long)]
+    pub latent_dim: Option<usize>,
+    /// Widths of the encoder's hidden layers, comma-separated [searched with --latent-dim;
+    /// default 256,128].
+    #[arg(long, value_delimiter = ',', value_name = "WIDTH,...")]
+    pub hidden_dims: Option<Vec<usize>>,
+    /// Decoupled (AdamW) weight decay [searched; default 0].
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
+    /// Standard deviation of Gaussian noise added to the standardised spectra while training
+    /// [searched with --weight-decay; default 0].
+    #[arg(long)]
+    pub input_noise: Option<f64>,
+    /// Networks trained with seeds SEED, SEED+1, ... whose probabilities are averaged (one
+    /// model file).
+    #[arg(long, default_value_t = 5)]
+    pub ensemble: usize,
     /// Maximum passes over the training data, per beta in a sweep (early stopping on validation
-    /// loss may end sooner).
+    /// loss may end sooner; a tuned model is refitted for the epochs cross-validation found).
     #[arg(long, default_value_t = 300)]
     pub epochs: usize,
-    /// Seed of the validation split, initialisation and minibatches (the same for every beta in a
-    /// sweep).
+    /// Fraction of the plants held out for early stopping, calibration and OOD thresholds with
+    /// --no-tune (0: none; train for exactly --epochs).
+    #[arg(long, default_value_t = 0.2)]
+    pub validation_fraction: f64,
+    /// Seed of the folds, validation split, initialisation and minibatches (the same for every
+    /// beta in a sweep).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Encoder: fully connected (mlp) or 1D convolutions along the spectrum (conv).
     #[arg(long, value_enum, default_value = "mlp")]
     pub encoder: Encoder,
+    /// Train exactly the options given (defaults for the rest): no cross-validated selection.
+    #[arg(long)]
+    pub no_tune: bool,
+    /// Budget of the cross-validated selection, in seconds of training work at a reference
+    /// speed (about wall-clock seconds on 2 cores; the search is the same on any machine).
+    #[arg(long, default_value_t = 120.0, value_name = "SECONDS")]
+    pub tune_budget: f64,
+    /// Folds of the cross-validation (fewer when a class has fewer plants).
+    #[arg(long, default_value_t = 5)]
+    pub tune_folds: usize,
     #[command(flatten)]
     pub preprocess: PreprocessArgs,
 }
@@ -346,9 +376,9 @@ pub struct TrainArgs {
     /// Model file to write (.safetensors).
     #[arg(long)]
     pub out: PathBuf,
-    /// Weight of the KL term (the bottleneck's price per nat).
-    #[arg(long, default_value_t = 1e-3)]
-    pub beta: f64,
+    /// Weight of the KL term (the bottleneck's price per nat) [searched; default 1e-3].
+    #[arg(long)]
+    pub beta: Option<f64>,
     #[command(flatten)]
     pub model: ModelArgs,
     /// Train the same network without the bottleneck (z = mu, no sampling, no KL): the baseline
@@ -376,6 +406,10 @@ pub struct EvaluateArgs {
     /// Metrics to write (JSON).
     #[arg(long)]
     pub metrics: PathBuf,
+    /// Also draw the reliability diagram (accuracy against confidence, before and after the
+    /// model's temperature) to PATH.svg and PATH.png.
+    #[arg(long, value_name = "PATH")]
+    pub reliability: Option<PathBuf>,
     /// A cube of out-of-distribution spectra (soil, another crop): reports how well KL and
     /// entropy separate them from the evaluation samples (AUROC) and how many the model flags.
     #[arg(long)]

@@ -18,6 +18,12 @@ pub struct ModelReport {
     pub facts: Vec<(String, String)>,
     /// The full model card, pretty JSON.
     pub card_json: String,
+    /// The cross-validated search the options came from: column names, one row per candidate,
+    /// the winner's row, and why it won; empty when there was none.
+    pub search_header: Vec<String>,
+    pub search_rows: Vec<Vec<String>>,
+    pub search_winner: Option<usize>,
+    pub search_note: String,
 }
 
 /// Images in the report directory, by file name.
@@ -28,6 +34,8 @@ pub struct ReportImages {
     pub kl_histogram: String,
     pub probabilities: String,
     pub information_plane: Option<String>,
+    /// Reliability diagram of the predictions the temperature was fitted on.
+    pub reliability: Option<String>,
 }
 
 /// HTML-escape text.
@@ -211,6 +219,33 @@ pre {{ background: #f7f7f7; padding: 1em; overflow-x: auto; font-size: 0.85em; }
         row(&mut html, key, value);
     }
     html.push_str("</table>\n");
+    if let Some(reliability) = &images.reliability {
+        figure(
+            &mut html,
+            reliability,
+            "Reliability of the model's probabilities where its temperature was fitted (held-out predictions), before and after calibration",
+        );
+    }
+    if !model.search_rows.is_empty() {
+        html.push_str("<h3>How the options were chosen</h3>\n<table>\n<tr>");
+        for h in &model.search_header {
+            let _ = write!(html, "<th>{}</th>", escape(h));
+        }
+        html.push_str("</tr>\n");
+        for (i, r) in model.search_rows.iter().enumerate() {
+            let style = if model.search_winner == Some(i) {
+                " style=\"font-weight:bold\""
+            } else {
+                ""
+            };
+            let _ = write!(html, "<tr{style}>");
+            for v in r {
+                let _ = write!(html, "<td>{}</td>", escape(v));
+            }
+            html.push_str("</tr>\n");
+        }
+        let _ = writeln!(html, "</table>\n<p>{}</p>", escape(&model.search_note));
+    }
     if let Some(plane) = &images.information_plane {
         figure(
             &mut html,

@@ -9,6 +9,7 @@ mod html;
 mod maps;
 mod plot;
 mod predictions;
+mod reliability;
 mod spectra_table;
 mod summary;
 mod table;
@@ -21,6 +22,7 @@ pub use plot::{write_png_rgb, write_sweep_plots, SweepPoint};
 pub use predictions::{
     probability_column, write_prediction_part, write_predictions, PREDICTIONS_SCHEMA_VERSION,
 };
+pub use reliability::{write_reliability_diagram, ReliabilityCurve, ReliabilityPoint};
 pub use spectra_table::{read_spectral_table, SpectralTable};
 pub use summary::{percentile_sorted, write_field_summaries, write_summary_part, FieldSummary};
 pub use table::{write_table, Table, Values};

@@ -256,30 +256,46 @@ enum Figure {
     BetaCurves,
 }
 
-fn draw<DB: DrawingBackend>(
-    figure: Figure,
-    root: &DrawingArea<DB, Shift>,
-    points: &[SweepPoint],
-) -> Result<(), String> {
-    match figure {
-        Figure::InformationPlane => draw_information_plane(root, points),
-        Figure::BetaCurves => draw_beta_curves(root, points),
+/// A figure that can draw itself on any backend (SVG and PNG).
+pub(crate) trait Drawable {
+    fn draw_on<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String>;
+}
+
+struct SweepFigure<'a>(Figure, &'a [SweepPoint]);
+
+impl Drawable for SweepFigure<'_> {
+    fn draw_on<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
+        match self.0 {
+            Figure::InformationPlane => draw_information_plane(root, self.1),
+            Figure::BetaCurves => draw_beta_curves(root, self.1),
+        }
     }
 }
 
 fn render(dir: &Path, stem: &str, points: &[SweepPoint], figure: Figure) -> Result<[PathBuf; 2]> {
+    render_figure(
+        &dir.join(format!("{stem}.svg")),
+        &dir.join(format!("{stem}.png")),
+        &SweepFigure(figure, points),
+    )
+}
+
+/// Draw `figure` into an SVG and a PNG file (each written through a temporary name).
+pub(crate) fn render_figure(
+    svg_path: &Path,
+    png_path: &Path,
+    figure: &impl Drawable,
+) -> Result<[PathBuf; 2]> {
     register_font();
-    let svg_path = dir.join(format!("{stem}.svg"));
-    let png_path = dir.join(format!("{stem}.png"));
     let mut text = String::new();
     {
         let root = SVGBackend::with_string(&mut text, (WIDTH, HEIGHT)).into_drawing_area();
-        draw(figure, &root, points).map_err(|e| plot_error(&svg_path, e))?;
+        figure.draw_on(&root).map_err(|e| plot_error(svg_path, e))?;
     }
     let mut pixels = vec![255u8; (WIDTH * HEIGHT * 3) as usize];
     {
         let root = BitMapBackend::with_buffer(&mut pixels, (WIDTH, HEIGHT)).into_drawing_area();
-        draw(figure, &root, points).map_err(|e| plot_error(&png_path, e))?;
+        figure.draw_on(&root).map_err(|e| plot_error(png_path, e))?;
     }
     let mut png_bytes = Vec::new();
     {
@@ -288,14 +304,14 @@ fn render(dir: &Path, stem: &str, points: &[SweepPoint], figure: Figure) -> Resu
         encoder.set_depth(png::BitDepth::Eight);
         let mut writer = encoder
             .write_header()
-            .map_err(|e| plot_error(&png_path, e))?;
+            .map_err(|e| plot_error(png_path, e))?;
         writer
             .write_image_data(&pixels)
-            .map_err(|e| plot_error(&png_path, e))?;
+            .map_err(|e| plot_error(png_path, e))?;
     }
-    crate::table::write_bytes(&svg_path, text.as_bytes())?;
-    crate::table::write_bytes(&png_path, &png_bytes)?;
-    Ok([svg_path, png_path])
+    crate::table::write_bytes(svg_path, text.as_bytes())?;
+    crate::table::write_bytes(png_path, &png_bytes)?;
+    Ok([svg_path.to_path_buf(), png_path.to_path_buf()])
 }
 
 /// Write `information-plane.{svg,png}` and `beta-curves.{svg,png}` into `dir`; returns the paths.

@@ -10,6 +10,10 @@ use crate::output::{check_writable, write_atomically};
 
 pub fn run(args: EvaluateArgs) -> Result<()> {
     check_writable(&args.metrics, args.overwrite)?;
+    if let Some(stem) = &args.reliability {
+        check_writable(&stem.with_extension("svg"), args.overwrite)?;
+        check_writable(&stem.with_extension("png"), args.overwrite)?;
+    }
     let device = device(&args.device)?;
     let (model, model_name) = model_source::load(args.model.as_deref(), device)?;
     let samples = labelled::collect(&args.samples, args.unit)?;
@@ -46,7 +50,25 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
         .predict(&spectra, samples.len(), args.z_samples, 0)
         .context("predicting")?;
     let metrics = Metrics::compute(&card.classes, &truth, &predictions);
+    // The same predictions before the temperature: what calibration did on this set.
+    let uncalibrated = model
+        .predict_uncalibrated(&spectra, samples.len(), args.z_samples, 0)
+        .context("predicting")?;
+    let before = Metrics::compute(&card.classes, &truth, &uncalibrated);
+    let bins_before = model::reliability_bins(&uncalibrated, &truth, model::RELIABILITY_BINS);
+    let bins_after = model::reliability_bins(&predictions, &truth, model::RELIABILITY_BINS);
     let mut json = serde_json::to_value(&metrics)?;
+    json["calibration"] = serde_json::json!({
+        "temperature": card.temperature(),
+        "fitted_on": card.calibration.as_ref().map(|c| c.fitted_on.clone()),
+        "nll_before_nats": before.negative_log_likelihood_nats,
+        "nll_after_nats": metrics.negative_log_likelihood_nats,
+        "ece_before": before.expected_calibration_error,
+        "ece_after": metrics.expected_calibration_error,
+        "reliability_before": bins_before,
+        "reliability_after": bins_after,
+    });
+    json["members"] = card.members.into();
     let ood = if args.ood_cube.is_empty() && args.ood_spectra.is_empty() {
         None
     } else {
@@ -61,6 +83,42 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
     json["beta"] = card.beta.into();
     json["unit"] = labelled::unit_name(&args.samples, args.unit).into();
     json["sources"] = labelled::source_names(&args.samples).into();
+    if let Some(stem) = &args.reliability {
+        let curve =
+            |label: &str, ece: f64, bins: &[model::ReliabilityBin]| report::ReliabilityCurve {
+                label: format!("{label} (ECE {ece:.3})"),
+                bins: bins
+                    .iter()
+                    .map(|b| report::ReliabilityPoint {
+                        lower: b.lower,
+                        upper: b.upper,
+                        samples: b.samples,
+                        mean_confidence: b.mean_confidence,
+                        accuracy: b.accuracy,
+                    })
+                    .collect(),
+            };
+        report::write_reliability_diagram(
+            stem,
+            &format!(
+                "Reliability on {} samples (temperature {:.3})",
+                metrics.n_samples,
+                card.temperature()
+            ),
+            &[
+                curve(
+                    "before calibration",
+                    before.expected_calibration_error,
+                    &bins_before,
+                ),
+                curve(
+                    "after calibration",
+                    metrics.expected_calibration_error,
+                    &bins_after,
+                ),
+            ],
+        )?;
+    }
     write_atomically(
         &args.metrics,
         serde_json::to_string_pretty(&json)?.as_bytes(),
@@ -75,12 +133,17 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
     println!("average accuracy   {:.4}", metrics.average_accuracy);
     println!("kappa              {:.4}", metrics.kappa);
     println!(
-        "NLL                {:.4} nats",
-        metrics.negative_log_likelihood_nats
+        "NLL                {:.4} nats (before calibration {:.4})",
+        metrics.negative_log_likelihood_nats, before.negative_log_likelihood_nats
     );
     println!(
-        "ECE (15 bins)      {:.4}",
-        metrics.expected_calibration_error
+        "ECE (15 bins)      {:.4} (before calibration {:.4})",
+        metrics.expected_calibration_error, before.expected_calibration_error
+    );
+    println!(
+        "model              {} member(s), temperature {:.4}",
+        card.members,
+        card.temperature()
     );
     println!("mean KL            {:.3} nats", metrics.mean_kl_nats);
     println!(
@@ -112,6 +175,12 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
             ood.auroc_entropy,
             100.0 * ood.flagged_fraction,
             100.0 * ood.in_distribution_flagged_fraction
+        );
+    }
+    if let Some(stem) = &args.reliability {
+        println!(
+            "reliability        {} and .png",
+            stem.with_extension("svg").display()
         );
     }
     println!("written            {}", args.metrics.display());

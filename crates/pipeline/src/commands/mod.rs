@@ -29,17 +29,46 @@ pub fn dispatch(command: Command) -> Result<()> {
     }
 }
 
-/// Training settings from the shared model options and a beta.
-fn train_config(args: &ModelArgs, beta: f64) -> Result<model::TrainConfig> {
-    Ok(model::TrainConfig {
-        beta,
-        latent_dim: args.latent_dim,
+/// Training settings from the shared model options and a beta, and which searched options the
+/// user gave (they stay fixed in the selection).
+fn train_config(args: &ModelArgs, beta: Option<f64>) -> Result<(model::TrainConfig, model::Fixed)> {
+    let defaults = model::TrainConfig::default();
+    let config = model::TrainConfig {
+        beta: beta.unwrap_or(defaults.beta),
+        latent_dim: args.latent_dim.unwrap_or(defaults.latent_dim),
+        hidden_dims: args
+            .hidden_dims
+            .clone()
+            .unwrap_or_else(|| defaults.hidden_dims.clone()),
+        weight_decay: args.weight_decay.unwrap_or(defaults.weight_decay),
+        input_noise: args.input_noise.unwrap_or(defaults.input_noise),
+        ensemble: args.ensemble,
         encoder: args.encoder.into(),
         epochs: args.epochs,
+        validation_fraction: args.validation_fraction,
         seed: args.seed,
         preprocessing: preprocessing(&args.preprocess)?,
-        ..model::TrainConfig::default()
-    })
+        ..defaults
+    };
+    if config.hidden_dims.contains(&0) {
+        anyhow::bail!("--hidden-dims: every width must be at least 1");
+    }
+    let p = &args.preprocess;
+    let fixed = model::Fixed {
+        preprocessing: p.continuum_removal || p.savgol.is_some() || p.snv,
+        beta: beta.is_some(),
+        capacity: args.latent_dim.is_some() || args.hidden_dims.is_some(),
+        regularisation: args.weight_decay.is_some() || args.input_noise.is_some(),
+    };
+    Ok((config, fixed))
+}
+
+/// The selection's settings from the shared model options.
+fn tune_settings(args: &ModelArgs) -> model::TuneSettings {
+    model::TuneSettings {
+        budget_seconds: args.tune_budget,
+        folds: args.tune_folds,
+    }
 }
 
 fn preprocessing(args: &PreprocessArgs) -> Result<domain::Preprocessing> {

@@ -402,12 +402,45 @@ pub(crate) fn write_report(
             }
             _ => None,
         };
+        let reliability = match &card.calibration {
+            Some(c) if !c.reliability_after.is_empty() => {
+                let curve = |label: &str, ece: f64, bins: &[model::ReliabilityBin]| {
+                    report::ReliabilityCurve {
+                        label: format!("{label} (ECE {ece:.3})"),
+                        bins: bins
+                            .iter()
+                            .map(|b| report::ReliabilityPoint {
+                                lower: b.lower,
+                                upper: b.upper,
+                                samples: b.samples,
+                                mean_confidence: b.mean_confidence,
+                                accuracy: b.accuracy,
+                            })
+                            .collect(),
+                    }
+                };
+                report::write_reliability_diagram(
+                    &tmp.join("reliability"),
+                    &format!(
+                        "Reliability on {} {} predictions (temperature {:.3})",
+                        c.samples, c.fitted_on, c.temperature
+                    ),
+                    &[
+                        curve("before calibration", c.ece_before, &c.reliability_before),
+                        curve("after calibration", c.ece_after, &c.reliability_after),
+                    ],
+                )?;
+                Some("reliability.svg".to_string())
+            }
+            _ => None,
+        };
         let images = report::ReportImages {
             quicklook,
             class_map: Some("class-map.png".into()),
             kl_histogram: "kl-histogram.svg".into(),
             probabilities: "probabilities.svg".into(),
             information_plane,
+            reliability,
         };
         let html = report::report_html(
             summary,
@@ -516,12 +549,77 @@ fn model_report(model: &VibModel, model_name: &str) -> Result<report::ModelRepor
             card.ood.kl_nats, card.ood.entropy_nats, card.ood.percentile, card.ood.calibrated_on
         ),
     ));
+    facts.push((
+        "ensemble".to_string(),
+        format!("{} member(s)", card.members),
+    ));
+    facts.push((
+        "preprocessing".to_string(),
+        model::describe_preprocessing(&card.train_config.preprocessing),
+    ));
+    facts.push((
+        "regularisation".to_string(),
+        format!(
+            "weight decay {}, input noise {}",
+            card.train_config.weight_decay, card.train_config.input_noise
+        ),
+    ));
+    if let Some(c) = &card.calibration {
+        facts.push((
+            "calibration".to_string(),
+            format!(
+                "temperature {:.3} fitted on {} {} predictions: NLL {:.3} -> {:.3} nats, ECE {:.3} -> {:.3}",
+                c.temperature, c.samples, c.fitted_on, c.nll_before_nats, c.nll_after_nats, c.ece_before, c.ece_after
+            ),
+        ));
+    }
+    let (search_header, search_rows, search_winner, search_note) = match &card.selection {
+        Some(s) => (
+            [
+                "id", "race", "preprocessing", "beta", "latent", "widths", "weight decay",
+                "input noise", "folds", "CV NLL (calibrated)", "CV NLL (raw)", "CV accuracy",
+                "work (s)",
+            ]
+            .map(String::from)
+            .to_vec(),
+            s.candidates
+                .iter()
+                .map(|c| {
+                    vec![
+                        c.id.to_string(),
+                        c.race.clone(),
+                        c.preprocessing.clone(),
+                        format!("{:e}", c.beta),
+                        c.latent_dim.to_string(),
+                        format!("{:?}", c.hidden_dims),
+                        c.weight_decay.to_string(),
+                        c.input_noise.to_string(),
+                        c.folds_evaluated.to_string(),
+                        format!("{:.4}", c.cv_nll_nats),
+                        format!("{:.4}", c.cv_raw_nll_nats),
+                        format!("{:.4}", c.cv_accuracy),
+                        format!("{:.1}", c.work_seconds),
+                    ]
+                })
+                .collect(),
+            Some(s.winner),
+            format!(
+                "Winner: candidate {}, {}. Its ensemble's out-of-fold accuracy: {:.4}. Refitted on all training data for {} epochs.",
+                s.candidates[s.winner].id, s.reason, s.ensemble_cv_accuracy, s.refit_epochs
+            ),
+        ),
+        None => (Vec::new(), Vec::new(), None, String::new()),
+    };
     Ok(report::ModelReport {
         name: model_name.to_string(),
         model_id: model.model_id().to_string(),
         beta: card.beta,
         facts,
         card_json: serde_json::to_string_pretty(card).context("model card as JSON")?,
+        search_header,
+        search_rows,
+        search_winner,
+        search_note,
     })
 }
 

@@ -5,7 +5,7 @@ use model::{TrainConfig, VibModel};
 use report::{SweepPoint, Table, Values};
 
 use super::train::{history_path, write_history};
-use super::{device, labelled, train_config};
+use super::{device, labelled, train_config, tune_settings};
 use crate::cli::SweepArgs;
 use crate::output::{check_writable, write_atomically};
 
@@ -41,8 +41,24 @@ pub fn run(args: SweepArgs) -> Result<()> {
         check_writable(&args.out.join(name), args.overwrite)?;
     }
     let device = device(&args.device)?;
-    let base = train_config(&args.model, args.betas[0])?;
+    let (base, fixed) = train_config(&args.model, None)?;
     let samples = labelled::collect(&args.samples, args.unit)?;
+    // Select the other options once (beta searched too), then sweep beta with them.
+    let (base, selection) = if args.model.no_tune {
+        (base, None)
+    } else {
+        let (config, selection) = VibModel::select(
+            &samples,
+            &base,
+            fixed,
+            &tune_settings(&args.model),
+            device,
+            |c| tracing::info!(candidate = c.id, nll = c.cv_nll_nats, "candidate"),
+        )
+        .context("selecting the options")?;
+        super::train::print_selection(&selection);
+        (config, Some(selection))
+    };
     let unit = labelled::unit_name(&args.samples, args.unit);
     let sources: Vec<String> = labelled::source_names(&args.samples);
     let mut rows = Vec::new();
@@ -119,6 +135,9 @@ pub fn run(args: SweepArgs) -> Result<()> {
         .collect();
     let chosen = &mut rows[best];
     chosen.model.set_sweep(records)?;
+    if let Some(selection) = selection {
+        chosen.model.set_selection(selection)?;
+    }
     let chosen = &rows[best];
     let model_path = args.out.join("model.safetensors");
     chosen.model.save(&model_path)?;
@@ -126,6 +145,7 @@ pub fn run(args: SweepArgs) -> Result<()> {
         &history_path(&model_path),
         &chosen.history,
         chosen.model.model_id(),
+        chosen.model.card().selection.as_ref(),
     )?;
     let summary = serde_json::json!({
         "recommended_beta": chosen.beta,
@@ -136,7 +156,7 @@ pub fn run(args: SweepArgs) -> Result<()> {
         "cubes": sources,
         "unit": unit,
         "seed": args.model.seed,
-        "latent_dim": args.model.latent_dim,
+        "latent_dim": chosen.model.card().architecture.latent_dim,
     });
     write_atomically(
         &args.out.join("sweep.json"),

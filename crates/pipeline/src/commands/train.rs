@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use model::{EpochRecord, TrainConfig, VibModel};
 use report::{Table, Values};
 
-use super::{device, labelled, train_config};
+use super::{device, labelled, train_config, tune_settings};
 use crate::cli::TrainArgs;
 use crate::output::check_writable;
 
@@ -16,36 +16,41 @@ pub fn run(args: TrainArgs) -> Result<()> {
     check_writable(&history_path(&args.out), args.overwrite)?;
     let device = device(&args.device)?;
     let samples = labelled::collect(&args.samples, args.unit)?;
+    let (base, fixed) = train_config(&args.model, args.beta)?;
     let config = TrainConfig {
         deterministic: args.deterministic,
-        ..train_config(&args.model, args.beta)?
+        ..base
     };
     let unit = labelled::unit_name(&args.samples, args.unit);
     let sources = labelled::source_names(&args.samples);
-    let bar = ProgressBar::new(config.epochs as u64).with_style(
-        ProgressStyle::with_template("{bar:30} epoch {pos}/{len} {msg}")
-            .expect("static template is valid"),
-    );
-    let (model, history) = VibModel::train(&samples, &config, device, sources, unit, |epoch| {
-        bar.set_position(epoch.epoch as u64);
-        bar.set_message(format!(
-            "loss {:.4} ce {:.4} kl {:.2} nats val acc {}",
-            epoch.loss,
-            epoch.cross_entropy_nats,
-            epoch.kl_nats,
-            epoch
-                .validation_accuracy
-                .map_or("-".into(), |a| format!("{:.3}", a))
-        ));
-    })
-    .context("training")?;
-    bar.finish_and_clear();
+    let (model, history) = if args.model.no_tune {
+        train_with_bar(&samples, &config, device, sources, unit)?
+    } else {
+        let fixed = model::Fixed {
+            beta: fixed.beta || args.deterministic,
+            ..fixed
+        };
+        tune_with_progress(
+            &samples,
+            &config,
+            fixed,
+            &tune_settings(&args.model),
+            device,
+            sources,
+            unit,
+        )?
+    };
     model
         .save(&args.out)
         .with_context(|| format!("saving model {}", args.out.display()))?;
     let history_path = history_path(&args.out);
-    write_history(&history_path, &history, model.model_id())
-        .with_context(|| format!("writing training history {}", history_path.display()))?;
+    write_history(
+        &history_path,
+        &history,
+        model.model_id(),
+        model.card().selection.as_ref(),
+    )
+    .with_context(|| format!("writing training history {}", history_path.display()))?;
     let card = model.card();
     let summary = &card.training;
     println!("model            {}", args.out.display());
@@ -56,6 +61,15 @@ pub fn run(args: TrainArgs) -> Result<()> {
         summary.epochs_run, summary.best_epoch
     );
     println!("beta             {}", card.beta);
+    println!(
+        "options          {}, latent {}, widths {:?}, weight decay {}, input noise {}, {} member(s)",
+        model::describe_preprocessing(&card.train_config.preprocessing),
+        card.architecture.latent_dim,
+        card.architecture.hidden_dims,
+        card.train_config.weight_decay,
+        card.train_config.input_noise,
+        card.members
+    );
     println!("H(Y)             {:.4} nats", summary.label_entropy_nats);
     println!(
         "{:<16} {:>8} {:>9} {:>10} {:>10} {:>7} {:>7}",
@@ -82,9 +96,157 @@ pub fn run(args: TrainArgs) -> Result<()> {
         "OOD thresholds   KL > {:.3} nats or entropy > {:.4} nats ({}th percentile of {})",
         card.ood.kl_nats, card.ood.entropy_nats, card.ood.percentile, card.ood.calibrated_on
     );
+    if let Some(c) = &card.calibration {
+        println!(
+            "temperature      {:.4} (fitted on {} {} predictions: NLL {:.4} -> {:.4} nats, ECE {:.4} -> {:.4})",
+            c.temperature, c.samples, c.fitted_on, c.nll_before_nats, c.nll_after_nats, c.ece_before, c.ece_after
+        );
+    }
+    if let Some(selection) = &card.selection {
+        print_selection(selection);
+    }
     println!("unit             {unit}");
     println!("history          {}", history_path.display());
     Ok(())
+}
+
+/// Train exactly `config`, with a progress bar over the members' epochs.
+pub(super) fn train_with_bar(
+    samples: &domain::SpectralSamples,
+    config: &TrainConfig,
+    device: model::DeviceChoice,
+    sources: Vec<String>,
+    unit: &str,
+) -> Result<(VibModel, Vec<EpochRecord>)> {
+    let bar = epoch_bar(config);
+    let result = VibModel::train(samples, config, device, sources, unit, |epoch| {
+        show_epoch(&bar, config, epoch)
+    })
+    .context("training");
+    bar.finish_and_clear();
+    result
+}
+
+/// Select by cross-validation, then refit; each candidate is logged as it is scored.
+pub(super) fn tune_with_progress(
+    samples: &domain::SpectralSamples,
+    config: &TrainConfig,
+    fixed: model::Fixed,
+    settings: &model::TuneSettings,
+    device: model::DeviceChoice,
+    sources: Vec<String>,
+    unit: &str,
+) -> Result<(VibModel, Vec<EpochRecord>)> {
+    let spinner = ProgressBar::new_spinner();
+    let mut bar: Option<ProgressBar> = None;
+    let result = VibModel::tune(
+        samples,
+        config,
+        fixed,
+        settings,
+        device,
+        sources,
+        unit,
+        |c| {
+            spinner.set_message(format!(
+                "selecting: candidate {} ({}, beta {:e}, latent {}) CV NLL {:.4} over {} fold(s)",
+                c.id, c.preprocessing, c.beta, c.latent_dim, c.cv_nll_nats, c.folds_evaluated
+            ));
+            tracing::info!(
+                candidate = c.id,
+                preprocessing = %c.preprocessing,
+                beta = c.beta,
+                latent = c.latent_dim,
+                nll = c.cv_nll_nats,
+                accuracy = c.cv_accuracy,
+                folds = c.folds_evaluated,
+                "candidate"
+            );
+        },
+        |epoch| {
+            let bar = bar.get_or_insert_with(|| {
+                spinner.finish_and_clear();
+                epoch_bar(config)
+            });
+            bar.set_position((epoch.member * config.epochs.max(1) + epoch.epoch) as u64);
+            bar.set_message(format!("member {} epoch {}", epoch.member + 1, epoch.epoch));
+        },
+    )
+    .context("training");
+    spinner.finish_and_clear();
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    result
+}
+
+fn epoch_bar(config: &TrainConfig) -> ProgressBar {
+    ProgressBar::new((config.epochs * config.ensemble) as u64).with_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}")
+            .expect("static template is valid"),
+    )
+}
+
+fn show_epoch(bar: &ProgressBar, config: &TrainConfig, epoch: &EpochRecord) {
+    bar.set_position((epoch.member * config.epochs + epoch.epoch) as u64);
+    bar.set_message(format!(
+        "member {} loss {:.4} ce {:.4} kl {:.2} nats val acc {}",
+        epoch.member + 1,
+        epoch.loss,
+        epoch.cross_entropy_nats,
+        epoch.kl_nats,
+        epoch
+            .validation_accuracy
+            .map_or("-".into(), |a| format!("{:.3}", a))
+    ));
+}
+
+/// The search table: every candidate, its cross-validated scores and cost, the winner marked.
+pub(super) fn print_selection(selection: &model::Selection) {
+    println!(
+        "selection        {} folds, {:.0} of {:.0} s of training work; refit for {} epochs",
+        selection.folds, selection.work_seconds, selection.budget_seconds, selection.refit_epochs
+    );
+    println!(
+        "  {:>3} {:<15} {:<28} {:>7} {:>6} {:>13} {:>6} {:>6} {:>5} {:>9} {:>9} {:>8} {:>7}",
+        "id",
+        "race",
+        "preprocessing",
+        "beta",
+        "latent",
+        "widths",
+        "decay",
+        "noise",
+        "folds",
+        "CV NLL",
+        "raw NLL",
+        "CV acc",
+        "seconds"
+    );
+    for c in &selection.candidates {
+        println!(
+            "{} {:>3} {:<15} {:<28} {:>7.0e} {:>6} {:>13} {:>6} {:>6} {:>5} {:>9.4} {:>9.4} {:>8.4} {:>7.1}",
+            if c.id == selection.candidates[selection.winner].id { "*" } else { " " },
+            c.id,
+            c.race,
+            c.preprocessing,
+            c.beta,
+            c.latent_dim,
+            format!("{:?}", c.hidden_dims),
+            c.weight_decay,
+            c.input_noise,
+            c.folds_evaluated,
+            c.cv_nll_nats,
+            c.cv_raw_nll_nats,
+            c.cv_accuracy,
+            c.wall_seconds
+        );
+    }
+    println!("  winner: {}", selection.reason);
+    println!(
+        "  the winner's ensemble out of fold: accuracy {:.4} ({:.0} s of training work for the other members)",
+        selection.ensemble_cv_accuracy, selection.ensemble_work_seconds
+    );
 }
 
 /// `MODEL.safetensors` -> `MODEL.history.parquet`, beside the model.
@@ -93,9 +255,20 @@ pub fn history_path(model: &Path) -> PathBuf {
 }
 
 /// One row per epoch: loss, cross-entropy, KL, accuracies, learning rate.
-pub fn write_history(path: &Path, history: &[EpochRecord], model_id: &str) -> Result<()> {
+/// The model's selection table, when it has one, is in the file's metadata as JSON
+/// (`pipeline.selection`).
+pub fn write_history(
+    path: &Path,
+    history: &[EpochRecord],
+    model_id: &str,
+    selection: Option<&model::Selection>,
+) -> Result<()> {
     let mut table = Table::default();
     table
+        .push(
+            "member",
+            Values::U64(history.iter().map(|e| e.member as u64).collect()),
+        )
         .push(
             "epoch",
             Values::U64(history.iter().map(|e| e.epoch as u64).collect()),
@@ -128,10 +301,13 @@ pub fn write_history(path: &Path, history: &[EpochRecord], model_id: &str) -> Re
             "learning_rate",
             Values::F64(history.iter().map(|e| e.learning_rate).collect()),
         );
-    report::write_table(
-        path,
-        &table,
-        &[("pipeline.model_id".into(), model_id.into())],
-    )?;
+    let mut metadata = vec![("pipeline.model_id".to_string(), model_id.to_string())];
+    if let Some(selection) = selection {
+        metadata.push((
+            "pipeline.selection".to_string(),
+            serde_json::to_string(selection)?,
+        ));
+    }
+    report::write_table(path, &table, &metadata)?;
     Ok(())
 }
