@@ -39,20 +39,7 @@ pub(crate) fn grouped_split(
     if fraction <= 0.0 {
         return ((0..classes.len()).collect(), Vec::new());
     }
-    // Group -> class votes.
-    let mut votes: BTreeMap<u32, BTreeMap<usize, usize>> = BTreeMap::new();
-    for (&c, &g) in classes.iter().zip(groups) {
-        *votes.entry(g).or_default().entry(c).or_default() += 1;
-    }
-    let mut groups_of_class: BTreeMap<usize, Vec<u32>> = BTreeMap::new();
-    for (g, v) in &votes {
-        let class = v
-            .iter()
-            .max_by_key(|(c, n)| (**n, std::cmp::Reverse(**c)))
-            .map(|(c, _)| *c)
-            .expect("a group has samples");
-        groups_of_class.entry(class).or_default().push(*g);
-    }
+    let mut groups_of_class = group_classes(classes, groups);
     let mut rng = SplitMix64::new(seed ^ 0x5EED_5011_7000_0001);
     let mut validation_groups = std::collections::BTreeSet::new();
     for class_groups in groups_of_class.values_mut() {

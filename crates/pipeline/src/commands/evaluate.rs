@@ -84,20 +84,7 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
     json["unit"] = labelled::unit_name(&args.samples, args.unit).into();
     json["sources"] = labelled::source_names(&args.samples).into();
     if let Some(stem) = &args.reliability {
-        let curve =
-            |label: &str, ece: f64, bins: &[model::ReliabilityBin]| report::ReliabilityCurve {
-                label: format!("{label} (ECE {ece:.3})"),
-                bins: bins
-                    .iter()
-                    .map(|b| report::ReliabilityPoint {
-                        lower: b.lower,
-                        upper: b.upper,
-                        samples: b.samples,
-                        mean_confidence: b.mean_confidence,
-                        accuracy: b.accuracy,
-                    })
-                    .collect(),
-            };
+        let curve = super::reliability_curve;
         report::write_reliability_diagram(
             stem,
             &format!(

@@ -98,3 +98,24 @@ fn preprocessing(args: &PreprocessArgs) -> Result<domain::Preprocessing> {
 fn device(args: &DeviceArgs) -> Result<model::DeviceChoice> {
     args.device.parse().context("--device")
 }
+
+/// A reliability-diagram curve for the report crate from the model's bins.
+fn reliability_curve(
+    label: &str,
+    ece: f64,
+    bins: &[model::ReliabilityBin],
+) -> report::ReliabilityCurve {
+    report::ReliabilityCurve {
+        label: format!("{label} (ECE {ece:.3})"),
+        bins: bins
+            .iter()
+            .map(|b| report::ReliabilityPoint {
+                lower: b.lower,
+                upper: b.upper,
+                samples: b.samples,
+                mean_confidence: b.mean_confidence,
+                accuracy: b.accuracy,
+            })
+            .collect(),
+    }
+}

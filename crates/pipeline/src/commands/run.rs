@@ -404,21 +404,7 @@ pub(crate) fn write_report(
         };
         let reliability = match &card.calibration {
             Some(c) if !c.reliability_after.is_empty() => {
-                let curve = |label: &str, ece: f64, bins: &[model::ReliabilityBin]| {
-                    report::ReliabilityCurve {
-                        label: format!("{label} (ECE {ece:.3})"),
-                        bins: bins
-                            .iter()
-                            .map(|b| report::ReliabilityPoint {
-                                lower: b.lower,
-                                upper: b.upper,
-                                samples: b.samples,
-                                mean_confidence: b.mean_confidence,
-                                accuracy: b.accuracy,
-                            })
-                            .collect(),
-                    }
-                };
+                let curve = super::reliability_curve;
                 report::write_reliability_diagram(
                     &tmp.join("reliability"),
                     &format!(
