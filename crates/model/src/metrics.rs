@@ -123,20 +123,10 @@ fn ratio(a: u64, b: u64) -> f64 {
 
 /// Sum over bins of |accuracy - confidence| weighted by the bin's share of samples.
 fn expected_calibration_error(truth: &[usize], predictions: &[Prediction], bins: usize) -> f64 {
-    let mut count = vec![0u64; bins];
-    let mut confidence = vec![0f64; bins];
-    let mut correct = vec![0f64; bins];
-    for (&t, p) in truth.iter().zip(predictions) {
-        let c = p.probabilities[p.predicted_index] as f64;
-        let bin = ((c * bins as f64) as usize).min(bins - 1);
-        count[bin] += 1;
-        confidence[bin] += c;
-        correct[bin] += f64::from(u8::from(p.predicted_index == t));
-    }
     let n = truth.len().max(1) as f64;
-    (0..bins)
-        .filter(|&b| count[b] > 0)
-        .map(|b| (correct[b] - confidence[b]).abs() / n)
+    crate::calibration::reliability_bins(predictions, truth, bins)
+        .iter()
+        .map(|b| b.samples as f64 * (b.accuracy - b.mean_confidence).abs() / n)
         .sum()
 }
 

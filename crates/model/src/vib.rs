@@ -213,18 +213,8 @@ impl VibModel {
         mut on_candidate: impl FnMut(&CandidateRecord),
         mut on_epoch: impl FnMut(&EpochRecord),
     ) -> Result<(Self, Vec<EpochRecord>)> {
-        config.validate()?;
-        let device = resolve(device)?;
-        let targets = check_samples(samples)?;
-        let outcome = select(
-            samples,
-            &targets,
-            config,
-            fixed,
-            settings,
-            device,
-            &mut on_candidate,
-        )?;
+        let (device, targets, outcome) =
+            Self::run_selection(samples, config, fixed, settings, device, &mut on_candidate)?;
         Self::assemble(
             samples,
             &targets,
@@ -248,6 +238,27 @@ impl VibModel {
         device: DeviceChoice,
         mut on_candidate: impl FnMut(&CandidateRecord),
     ) -> Result<(TrainConfig, Selection)> {
+        let (_, _, outcome) =
+            Self::run_selection(samples, config, fixed, settings, device, &mut on_candidate)?;
+        Ok((
+            TrainConfig {
+                epochs: config.epochs,
+                validation_fraction: config.validation_fraction,
+                ..outcome.config
+            },
+            outcome.selection,
+        ))
+    }
+
+    /// Check the inputs, then select: the device, the class index of each sample, the outcome.
+    fn run_selection(
+        samples: &SpectralSamples,
+        config: &TrainConfig,
+        fixed: Fixed,
+        settings: &TuneSettings,
+        device: DeviceChoice,
+        on_candidate: &mut dyn FnMut(&CandidateRecord),
+    ) -> Result<(tch::Device, Vec<usize>, crate::selection::Outcome)> {
         config.validate()?;
         let device = resolve(device)?;
         let targets = check_samples(samples)?;
@@ -258,16 +269,9 @@ impl VibModel {
             fixed,
             settings,
             device,
-            &mut on_candidate,
+            on_candidate,
         )?;
-        Ok((
-            TrainConfig {
-                epochs: config.epochs,
-                validation_fraction: config.validation_fraction,
-                ..outcome.config
-            },
-            outcome.selection,
-        ))
+        Ok((device, targets, outcome))
     }
 
     /// Train the members, then diagnose, calibrate and describe them.
