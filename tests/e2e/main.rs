@@ -652,7 +652,7 @@ fn train_selects_options_by_cross_validation_and_calibrates() {
     for needle in [
         "selection        3 folds",
         "  winner: lowest out-of-fold NLL",
-        "temperature      ",
+        "calibration      temperature ",
         "2 member(s)",
     ] {
         assert!(stdout.contains(needle), "no '{needle}' in:\n{stdout}");

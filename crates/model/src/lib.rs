@@ -24,7 +24,8 @@ mod training;
 mod vib;
 
 pub use calibration::{
-    fit_temperature, reliability_bins, temper, Calibration, ReliabilityBin, RELIABILITY_BINS,
+    calibrate, fit_calibration, reliability_bins, temper, Calibration, ReliabilityBin,
+    RELIABILITY_BINS,
 };
 pub use config::{ClassBalance, TrainConfig};
 pub use device::{cuda_available, DeviceChoice};

@@ -201,6 +201,16 @@ fn card_from_bytes(path: &Path, bytes: &[u8]) -> Result<ModelCard> {
                 c.temperature
             )));
         }
+        if !c.class_log_bias.is_empty()
+            && (c.class_log_bias.len() != card.classes.len()
+                || c.class_log_bias.iter().any(|b| !b.is_finite()))
+        {
+            return Err(format(format!(
+                "{} class offsets for {} classes, or one not finite",
+                c.class_log_bias.len(),
+                card.classes.len()
+            )));
+        }
     }
     let features = card
         .train_config

@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 
 use domain::{Preprocessing, SavitzkyGolay, SpectralSamples};
 
-use crate::calibration::{fit_temperature, tempered_nll};
+use crate::calibration::{calibrated_nll, fit_calibration, tempered_nll};
 use crate::config::TrainConfig;
 use crate::ensemble::Member;
 use crate::error::{Error, Result};
@@ -106,13 +106,17 @@ pub struct CandidateRecord {
     pub weight_decay: f64,
     pub input_noise: f64,
     pub folds_evaluated: usize,
-    /// Out-of-fold NLL after temperature scaling, nats (the selection criterion).
+    /// Out-of-fold NLL after calibration (temperature and class offsets), nats (the selection
+    /// criterion).
     pub cv_nll_nats: f64,
     /// Out-of-fold NLL of the raw probabilities, nats.
     pub cv_raw_nll_nats: f64,
     pub cv_accuracy: f64,
     /// Temperature fitted on its out-of-fold predictions.
     pub temperature: f64,
+    /// Class log-offsets fitted with it (empty: none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub class_log_bias: Vec<f64>,
     /// Epoch of the kept weights in each evaluated fold.
     pub best_epochs: Vec<usize>,
     /// Training work spent on it, seconds at the reference speed.
@@ -202,6 +206,7 @@ impl Candidate {
             cv_raw_nll_nats: f64::INFINITY,
             cv_accuracy: 0.0,
             temperature: 1.0,
+            class_log_bias: Vec::new(),
             best_epochs: Vec::new(),
             work_seconds: 0.0,
             wall_seconds: 0.0,
@@ -292,9 +297,10 @@ impl CrossValidation<'_> {
                 correct += usize::from(argmax(&p.probabilities) == self.targets[i]);
             }
         }
-        let temperature = fit_temperature(&probabilities, &truth);
+        let (temperature, bias) = fit_calibration(&probabilities, &truth);
+        record.cv_nll_nats = calibrated_nll(&probabilities, &truth, temperature, &bias);
         record.temperature = temperature;
-        record.cv_nll_nats = tempered_nll(&probabilities, &truth, temperature);
+        record.class_log_bias = bias;
         record.cv_raw_nll_nats = tempered_nll(&probabilities, &truth, 1.0);
         record.cv_accuracy = correct as f64 / truth.len().max(1) as f64;
         tracing::debug!(

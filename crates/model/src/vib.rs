@@ -4,7 +4,8 @@
 use domain::{ClassSet, Prediction, SpectralAxis, SpectralSamples};
 
 use crate::calibration::{
-    fit_temperature, reliability_bins, temper, tempered_nll, Calibration, RELIABILITY_BINS,
+    calibrate, calibrated_nll, fit_calibration, identity, reliability_bins, Calibration,
+    RELIABILITY_BINS,
 };
 use crate::config::TrainConfig;
 use crate::device::{resolve, DeviceChoice};
@@ -60,6 +61,13 @@ impl ModelCard {
     /// The temperature predictions are tempered by (1 without calibration).
     pub fn temperature(&self) -> f64 {
         self.calibration.as_ref().map_or(1.0, |c| c.temperature)
+    }
+
+    /// The temperature and class log-offsets of the calibration (identity without one).
+    pub fn scaling(&self) -> (f64, Vec<f64>) {
+        self.calibration
+            .as_ref()
+            .map_or_else(identity, |c| (c.temperature, c.class_log_bias.clone()))
     }
 }
 
@@ -395,17 +403,19 @@ impl VibModel {
         };
         if let Some(raw) = &held_predictions {
             let views: Vec<&[f32]> = raw.iter().map(|r| r.probabilities.as_slice()).collect();
-            let temperature = fit_temperature(&views, &held_truth);
-            let before: Vec<Prediction> = raw.iter().map(|r| model.finish(r, 1.0)).collect();
-            let after: Vec<Prediction> = raw.iter().map(|r| model.finish(r, temperature)).collect();
+            let scaling = fit_calibration(&views, &held_truth);
+            let before: Vec<Prediction> =
+                raw.iter().map(|r| model.finish(r, &identity())).collect();
+            let after: Vec<Prediction> = raw.iter().map(|r| model.finish(r, &scaling)).collect();
             let m_before = Metrics::compute(classes, &held_truth, &before);
             let m_after = Metrics::compute(classes, &held_truth, &after);
             model.card.calibration = Some(Calibration {
-                temperature,
+                temperature: scaling.0,
+                class_log_bias: scaling.1.clone(),
                 fitted_on: fitted_on.to_string(),
                 samples: held_truth.len(),
-                nll_before_nats: tempered_nll(&views, &held_truth, 1.0),
-                nll_after_nats: tempered_nll(&views, &held_truth, temperature),
+                nll_before_nats: calibrated_nll(&views, &held_truth, 1.0, &[]),
+                nll_after_nats: calibrated_nll(&views, &held_truth, scaling.0, &scaling.1),
                 ece_before: m_before.expected_calibration_error,
                 ece_after: m_after.expected_calibration_error,
                 reliability_before: reliability_bins(&before, &held_truth, RELIABILITY_BINS),
@@ -467,10 +477,10 @@ impl VibModel {
                     .collect()
             })
             .collect();
-        let temperature = self.card.temperature();
+        let scaling = self.card.scaling();
         let predictions: Vec<Prediction> = average(raw)
             .iter()
-            .map(|r| self.finish(r, temperature))
+            .map(|r| self.finish(r, &scaling))
             .collect();
         let metrics = Metrics::compute(classes, &truth, &predictions);
         let members = per_member.len() as f64;
@@ -539,7 +549,7 @@ impl VibModel {
         z_samples: usize,
         seed: u64,
     ) -> Result<Vec<Prediction>> {
-        self.predict_at(spectra, n, z_samples, seed, self.card.temperature())
+        self.predict_at(spectra, n, z_samples, seed, &self.card.scaling())
     }
 
     /// As [`VibModel::predict`], without the temperature: the probabilities before calibration.
@@ -550,7 +560,7 @@ impl VibModel {
         z_samples: usize,
         seed: u64,
     ) -> Result<Vec<Prediction>> {
-        self.predict_at(spectra, n, z_samples, seed, 1.0)
+        self.predict_at(spectra, n, z_samples, seed, &identity())
     }
 
     fn predict_at(
@@ -559,7 +569,7 @@ impl VibModel {
         n: usize,
         z_samples: usize,
         seed: u64,
-        temperature: f64,
+        scaling: &(f64, Vec<f64>),
     ) -> Result<Vec<Prediction>> {
         let bands = self.card.axis.len();
         if spectra.len() != n * bands {
@@ -607,7 +617,7 @@ impl VibModel {
         Ok(self
             .raw_predictions(&x, n, z_samples, seed)?
             .iter()
-            .map(|r| self.finish(r, temperature))
+            .map(|r| self.finish(r, scaling))
             .collect())
     }
 
@@ -627,10 +637,12 @@ impl VibModel {
         Ok(average(per_member))
     }
 
-    /// A raw prediction tempered, with its OOD flag.
-    fn finish(&self, raw: &RawPrediction, temperature: f64) -> Prediction {
-        let mut prediction =
-            Prediction::from_probabilities(temper(&raw.probabilities, temperature), raw.kl_nats);
+    /// A raw prediction calibrated by `scaling` (temperature, class offsets), with its OOD flag.
+    fn finish(&self, raw: &RawPrediction, scaling: &(f64, Vec<f64>)) -> Prediction {
+        let mut prediction = Prediction::from_probabilities(
+            calibrate(&raw.probabilities, scaling.0, &scaling.1),
+            raw.kl_nats,
+        );
         prediction.ood = self.card.ood.flags(&prediction);
         prediction
     }

@@ -730,11 +730,11 @@ fn ensemble_of_one_is_the_single_model_and_members_are_averaged() {
     }
     // An ensemble of one through the public API is the single model's tempered prediction.
     let p = single.predict(&samples.spectra, n, 12, 0).unwrap();
-    let t = single.card().temperature();
+    let (t, bias) = single.card().scaling();
     for (q, r) in p.iter().zip(of(&single, 0)) {
         assert_eq!(
             q.probabilities,
-            crate::calibration::temper(&r.probabilities, t)
+            crate::calibration::calibrate(&r.probabilities, t, &bias)
         );
     }
     let reloaded = {

@@ -60,6 +60,7 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
     let mut json = serde_json::to_value(&metrics)?;
     json["calibration"] = serde_json::json!({
         "temperature": card.temperature(),
+        "class_log_bias": card.scaling().1,
         "fitted_on": card.calibration.as_ref().map(|c| c.fitted_on.clone()),
         "nll_before_nats": before.negative_log_likelihood_nats,
         "nll_after_nats": metrics.negative_log_likelihood_nats,
@@ -128,9 +129,12 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
         metrics.expected_calibration_error, before.expected_calibration_error
     );
     println!(
-        "model              {} member(s), temperature {:.4}",
+        "model              {} member(s), temperature {:.4}, class offsets {}",
         card.members,
-        card.temperature()
+        card.temperature(),
+        card.calibration
+            .as_ref()
+            .map_or_else(|| "none".to_string(), |c| c.offsets_text(&card.classes))
     );
     println!("mean KL            {:.3} nats", metrics.mean_kl_nats);
     println!(

@@ -554,8 +554,8 @@ fn model_report(model: &VibModel, model_name: &str) -> Result<report::ModelRepor
         facts.push((
             "calibration".to_string(),
             format!(
-                "temperature {:.3} fitted on {} {} predictions: NLL {:.3} -> {:.3} nats, ECE {:.3} -> {:.3}",
-                c.temperature, c.samples, c.fitted_on, c.nll_before_nats, c.nll_after_nats, c.ece_before, c.ece_after
+                "temperature {:.3}, class offsets {}, fitted on {} {} predictions: NLL {:.3} -> {:.3} nats, ECE {:.3} -> {:.3}",
+                c.temperature, c.offsets_text(&card.classes), c.samples, c.fitted_on, c.nll_before_nats, c.nll_after_nats, c.ece_before, c.ece_after
             ),
         ));
     }

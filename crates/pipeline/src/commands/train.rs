@@ -98,8 +98,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
     );
     if let Some(c) = &card.calibration {
         println!(
-            "temperature      {:.4} (fitted on {} {} predictions: NLL {:.4} -> {:.4} nats, ECE {:.4} -> {:.4})",
-            c.temperature, c.samples, c.fitted_on, c.nll_before_nats, c.nll_after_nats, c.ece_before, c.ece_after
+            "calibration      temperature {:.4}, class offsets {} (fitted on {} {} predictions: NLL {:.4} -> {:.4} nats, ECE {:.4} -> {:.4})",
+            c.temperature, c.offsets_text(&card.classes), c.samples, c.fitted_on, c.nll_before_nats, c.nll_after_nats, c.ece_before, c.ece_after
         );
     }
     if let Some(selection) = &card.selection {
