@@ -1336,7 +1336,7 @@ print(json.dumps({"problems": problems, "plants": n, "schema": meta["pipeline.sc
 "#;
     let v = python_json(check, &[s(&p("plants.parquet")), s(&p("summary.parquet"))]);
     assert_eq!(v["problems"], serde_json::json!([]), "{v}");
-    assert_eq!(v["schema"], "2");
+    assert_eq!(v["schema"], "3");
     assert_eq!(v["epsg"], "32632");
     assert_eq!(v["scan_date"], "2026-06-14");
 
@@ -1986,4 +1986,136 @@ fn example_pipeline_files_run() {
         assert!(run.contains("0 failed"), "{}: {run}", file.display());
         assert!(out.join("predictions").is_dir() && out.join("manifests").is_dir());
     }
+}
+
+/// `run --per-pixel` on field-b: per-plant pixel counts, severity and the pixel vote agree with
+/// an independent computation in Python; the per-pixel class map's histogram (gdalinfo) equals
+/// the table's `pixels_<class>` sums; erosion scores only plant cores; the report shows the
+/// lesion map; pixel maps without --per-pixel are refused.
+#[test]
+fn run_per_pixel_counts_severity_and_maps() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name);
+    let cube = sample("field-b.hdr");
+    let report = p("report");
+    let stdout = ok(&[
+        "run",
+        "--cube",
+        s(&cube),
+        "--out",
+        s(&p("plants.parquet")),
+        "--summary",
+        s(&p("summary.parquet")),
+        "--per-pixel",
+        "--pixel-class-map",
+        s(&p("pixels.tif")),
+        "--pixel-kl-map",
+        s(&p("pixel-kl.tif")),
+        "--report",
+        s(&report),
+    ]);
+    assert!(stdout.contains("severity     mean"), "{stdout}");
+    let check = r#"
+import json, sys
+import pyarrow.parquet as pq
+rows = pq.read_table(sys.argv[1]).to_pylist()
+s = pq.read_table(sys.argv[2]).to_pylist()[0]
+classes = ("healthy", "rust", "blight")
+problems = []
+severity = []
+for r in rows:
+    counts = [r["pixels_" + c] for c in classes]
+    if sum(counts) != r["scored_pixels"] or not 0 < r["scored_pixels"] <= r["pixel_count"]:
+        problems.append(f"counts of plant {r['plant_id']}")
+    sev = 100 * (r["scored_pixels"] - r["pixels_healthy"]) / r["scored_pixels"]
+    severity.append(sev)
+    if abs(sev - r["severity_pct"]) > 1e-9:
+        problems.append(f"severity of plant {r['plant_id']}")
+    vote = classes[counts.index(max(counts))]
+    if vote != r["pixel_vote_class_name"]:
+        problems.append(f"vote of plant {r['plant_id']}")
+    if not 0 <= r["ood_pixels_pct"] <= 100 or r["pixel_kl_mean_nats"] <= 0:
+        problems.append(f"ood/kl of plant {r['plant_id']}")
+if abs(s["severity_mean_pct"] - sum(severity) / len(severity)) > 1e-9:
+    problems.append("summary severity mean")
+agree = sum(r["pixel_vote_class_name"] == r["predicted_class_name"] for r in rows) / len(rows)
+print(json.dumps({"problems": problems, "agree": agree,
+                  "sums": {c: sum(r["pixels_" + c] for r in rows) for c in classes},
+                  "scored": sum(r["scored_pixels"] for r in rows),
+                  "pixels": sum(r["pixel_count"] for r in rows)}))
+"#;
+    let v = python_json(check, &[s(&p("plants.parquet")), s(&p("summary.parquet"))]);
+    assert_eq!(v["problems"], serde_json::json!([]), "{v}");
+    // The bundled model was trained on pixels: its pixel votes agree with the plant calls.
+    assert!(v["agree"].as_f64().unwrap() >= 0.9, "{v}");
+    assert!(v["scored"].as_u64().unwrap() < v["pixels"].as_u64().unwrap());
+    let info = gdalinfo(&p("pixels.tif"), &["-hist"]);
+    let band = &info["bands"][0];
+    assert_eq!(
+        band["categories"],
+        serde_json::json!(["Unclassified", "healthy", "rust", "blight"])
+    );
+    let buckets = band["histogram"]["buckets"].as_array().unwrap();
+    let (min, max) = (
+        band["histogram"]["min"].as_f64().unwrap(),
+        band["histogram"]["max"].as_f64().unwrap(),
+    );
+    let bucket_of =
+        |code: f64| ((code - min) / ((max - min) / buckets.len() as f64)).floor() as usize;
+    for (code, class) in [(1.0, "healthy"), (2.0, "rust"), (3.0, "blight")] {
+        assert_eq!(
+            buckets[bucket_of(code)],
+            v["sums"][class],
+            "{class}: {band}"
+        );
+    }
+    assert_eq!(
+        gdalinfo(&p("pixel-kl.tif"), &[])["bands"][0]["type"],
+        "Float32"
+    );
+    for name in [
+        "lesion-map.png",
+        "severity-histogram.svg",
+        "pixel-class-map.tif",
+    ] {
+        assert!(report.join(name).is_file(), "{name}");
+    }
+    let html = std::fs::read_to_string(report.join("index.html")).unwrap();
+    assert!(html.contains("lesion-map.png") && html.contains("severity (mean"));
+
+    // Without erosion every plant pixel is scored.
+    ok(&[
+        "run",
+        "--cube",
+        s(&cube),
+        "--out",
+        s(&p("all.parquet")),
+        "--per-pixel",
+        "--pixel-erosion-px",
+        "0",
+    ]);
+    let all = python_json(
+        r#"
+import json, sys
+import pyarrow.parquet as pq
+rows = pq.read_table(sys.argv[1]).to_pylist()
+print(json.dumps({"same": all(r["scored_pixels"] == r["pixel_count"] for r in rows)}))
+"#,
+        &[s(&p("all.parquet"))],
+    );
+    assert_eq!(all["same"], true);
+
+    // Pixel maps need the pixel calls: refused before anything is written.
+    let refused = pipeline(&[
+        "run",
+        "--cube",
+        s(&cube),
+        "--out",
+        s(&p("x.parquet")),
+        "--pixel-class-map",
+        s(&p("x.tif")),
+    ]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--per-pixel"));
+    assert!(!p("x.parquet").exists() && !p("x.tif").exists());
 }

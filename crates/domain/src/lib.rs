@@ -7,6 +7,7 @@
 
 mod classes;
 mod error;
+mod pixels;
 mod plants;
 mod prediction;
 mod preprocess;
@@ -16,6 +17,7 @@ mod spectral_axis;
 
 pub use classes::{ClassInfo, ClassSet};
 pub use error::Error;
+pub use pixels::{scored_pixels, PixelCalls, PlantPixels};
 pub use plants::{AttributeType, AttributeValue, BoundingBox, Plant, PlantSet};
 pub use prediction::{entropy_nats, Prediction, PredictionTable};
 pub use preprocess::{Preprocessing, Preprocessor, SavitzkyGolay, WATER_BANDS_NM};

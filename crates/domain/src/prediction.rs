@@ -64,6 +64,8 @@ pub struct PredictionTable {
     /// Attribute columns the plants carry (from polygons), in [`Plant::attributes`] order.
     pub attributes: Vec<(String, AttributeType)>,
     pub predictions: Vec<Prediction>,
+    /// Per plant, the counts of its pixels' calls (`run --per-pixel`), in `plants` order.
+    pub pixels: Option<Vec<crate::PlantPixels>>,
 }
 
 #[cfg(test)]

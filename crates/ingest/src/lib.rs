@@ -33,8 +33,8 @@ pub use labels::{labelled_samples, pixel_spectra, read_label_raster};
 pub use locate::{locate, RasterFiles};
 pub use morphology::{open_mask, otsu_threshold};
 pub use plants::{
-    find_plants, index_raster, region_spectra, resolve_threshold, vegetation_mask, AutoThreshold,
-    PlantConfig, RegionIds, Threshold, VegetationIndex,
+    find_plants, index_raster, region_spectra, resolve_threshold, stream_pixel_spectra,
+    vegetation_mask, AutoThreshold, PlantConfig, RegionIds, Threshold, VegetationIndex,
 };
 pub use polygons::{plants_from_id_raster, plants_from_polygons};
 pub use write::{

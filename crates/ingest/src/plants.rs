@@ -411,3 +411,63 @@ pub fn region_spectra(cube: &Cube, components: &Components, ids: RegionIds) -> R
         })
         .collect())
 }
+
+/// Stream the spectra of the pixels where `select` (scene raster, row-major) is non-zero, block
+/// by block in scan order: `each(pixel indices, spectra)` gets the block's selected pixels
+/// (row-major scene indices, ascending) and their spectra, pixel-major in the cube's band order.
+/// Pixels with a no-data or non-finite value in any band are left out. Memory: one block.
+pub fn stream_pixel_spectra<E: From<Error>>(
+    cube: &Cube,
+    select: &[u32],
+    mut each: impl FnMut(&[usize], &[f32]) -> std::result::Result<(), E>,
+) -> std::result::Result<(), E> {
+    let (samples, bands) = (cube.samples(), cube.bands());
+    if select.len() != cube.lines() * samples {
+        return Err(Error::invalid(
+            cube.data_path(),
+            format!(
+                "a pixel selection of {} pixels for a {} x {samples} scene",
+                select.len(),
+                cube.lines()
+            ),
+        )
+        .into());
+    }
+    let ignore = cube.ignore_reflectance();
+    let pixel_major = cube.reads_pixel_major();
+    let (mut buffer, mut indices, mut spectra) = (Vec::new(), Vec::new(), Vec::new());
+    for (first, count) in cube.blocks() {
+        let keys = &select[first * samples..(first + count) * samples];
+        if keys.iter().all(|&k| k == 0) {
+            continue;
+        }
+        if pixel_major {
+            cube.read_block_pixel_major(first, count, &mut buffer)?;
+        } else {
+            cube.read_block(first, count, &mut buffer)?;
+        }
+        let plane = count * samples;
+        indices.clear();
+        spectra.clear();
+        for (offset, _) in keys.iter().enumerate().filter(|(_, &k)| k != 0) {
+            let start = spectra.len();
+            if pixel_major {
+                spectra.extend_from_slice(&buffer[offset * bands..(offset + 1) * bands]);
+            } else {
+                spectra.extend((0..bands).map(|b| buffer[b * plane + offset]));
+            }
+            let valid = spectra[start..]
+                .iter()
+                .all(|&v| v.is_finite() && ignore.is_none_or(|i| v != i));
+            if valid {
+                indices.push(first * samples + offset);
+            } else {
+                spectra.truncate(start);
+            }
+        }
+        if !indices.is_empty() {
+            each(&indices, &spectra)?;
+        }
+    }
+    Ok(())
+}

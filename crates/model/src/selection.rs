@@ -12,7 +12,7 @@
 //! fold of a few dozen spectra is a noisy judge). Otherwise it is successive halving: every
 //! candidate on the first fold, the best third (at least two) on the next two folds, the best
 //! third of those on the remaining folds. The score is the out-of-fold
-//! negative log-likelihood after temperature scaling (the NLL the calibrated model would have;
+//! negative log-likelihood after calibration (temperature and class offsets) (the NLL the calibrated model would have;
 //! accuracy breaks ties), over the folds a candidate has been evaluated on; the winner is the best
 //! candidate evaluated on every fold.
 //!
@@ -584,7 +584,7 @@ pub(crate) fn select(
         .filter(|c| c.record.folds_evaluated == k)
         .count();
     let reason = format!(
-        "lowest out-of-fold NLL after temperature scaling ({:.4} nats, accuracy {:.4}) of the {complete} \
+        "lowest out-of-fold NLL after calibration ({:.4} nats, accuracy {:.4}) of the {complete} \
          candidate(s) evaluated on all {k} folds; {} candidate(s) tried in {:.0} s of training work",
         w.record.cv_nll_nats,
         w.record.cv_accuracy,

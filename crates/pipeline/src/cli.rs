@@ -231,6 +231,24 @@ pub struct RunArgs {
     /// Samples of z averaged per prediction.
     #[arg(long, default_value_t = 12)]
     pub z_samples: usize,
+    /// Also classify every pixel of every plant: per plant, severity_pct (share of its scored
+    /// pixels not called healthy), pixels_<class> counts, the pixel-vote call and the share of
+    /// pixels flagged OOD; per-pixel maps with --pixel-class-map / --pixel-kl-map; the lesion map
+    /// and severity histogram in the report.
+    #[arg(long)]
+    pub per_pixel: bool,
+    /// With --per-pixel: plant pixels within this many pixels of the plant's edge are not scored
+    /// (they mix plant and soil); 0 scores every pixel. Plants too thin to keep a core are scored
+    /// on all their pixels.
+    #[arg(long, default_value_t = 1, value_name = "PX", requires = "per_pixel")]
+    pub pixel_erosion_px: usize,
+    /// With --per-pixel: per-pixel class map (GeoTIFF, class code of each scored pixel, colour
+    /// table and category names; 0 = not scored).
+    #[arg(long, value_name = "FILE", requires = "per_pixel")]
+    pub pixel_class_map: Option<PathBuf>,
+    /// With --per-pixel: per-pixel KL map (float32 GeoTIFF, nats; NaN where not scored).
+    #[arg(long, value_name = "FILE", requires = "per_pixel")]
+    pub pixel_kl_map: Option<PathBuf>,
     /// Replace the output if it exists.
     #[arg(long)]
     pub overwrite: bool,

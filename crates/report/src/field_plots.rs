@@ -29,12 +29,47 @@ pub fn histogram(values: &[f64], lo: f64, hi: f64, bins: usize) -> Vec<u64> {
 
 /// Histogram of the plants' KL (nats) with the model's OOD threshold as a vertical line.
 pub fn write_kl_histogram(path: &Path, table: &PredictionTable, threshold_nats: f64) -> Result<()> {
-    register_font();
     let kl: Vec<f64> = table.predictions.iter().map(|p| p.kl_nats).collect();
     let hi = kl.iter().copied().fold(threshold_nats, f64::max) * 1.1;
     let hi = if hi > 0.0 { hi } else { 1.0 };
-    let bins = 40;
-    let counts = histogram(&kl, 0.0, hi, bins);
+    write_histogram(
+        path,
+        &kl,
+        (0.0, hi, 40),
+        ("KL per plant (nats)", "KL(q(z|x) || N(0, I)), nats"),
+        Some((
+            threshold_nats,
+            format!("OOD threshold {threshold_nats:.1} nats"),
+        )),
+    )
+}
+
+/// Histogram of the plants' severity (`run --per-pixel`: % of each plant's scored pixels not
+/// called healthy), 20 bins of 5 points.
+pub fn write_severity_histogram(path: &Path, severity_pct: &[f64]) -> Result<()> {
+    write_histogram(
+        path,
+        severity_pct,
+        (0.0, 100.0, 20),
+        (
+            "Severity per plant",
+            "severity, % of the plant's pixels not called healthy",
+        ),
+        None,
+    )
+}
+
+/// An SVG histogram of `values` over [lo, hi) in `bins` bins (values outside go to the end
+/// bins), with an optional labelled vertical line.
+fn write_histogram(
+    path: &Path,
+    values: &[f64],
+    (lo, hi, bins): (f64, f64, usize),
+    (caption, x_desc): (&str, &str),
+    line: Option<(f64, String)>,
+) -> Result<()> {
+    register_font();
+    let counts = histogram(values, lo, hi, bins);
     let top = counts.iter().copied().max().unwrap_or(0).max(1);
     let mut text = String::new();
     {
@@ -42,41 +77,45 @@ pub fn write_kl_histogram(path: &Path, table: &PredictionTable, threshold_nats: 
         let draw = || -> std::result::Result<(), String> {
             root.fill(&WHITE).map_err(|e| e.to_string())?;
             let mut chart = ChartBuilder::on(&root)
-                .caption("KL per plant (nats)", ("sans-serif", 20))
+                .caption(caption, ("sans-serif", 20))
                 .margin(15)
                 .x_label_area_size(40)
                 .y_label_area_size(50)
-                .build_cartesian_2d(0.0..hi, 0u64..top + top / 10 + 1)
+                .build_cartesian_2d(lo..hi, 0u64..top + top / 10 + 1)
                 .map_err(|e| e.to_string())?;
             chart
                 .configure_mesh()
-                .x_desc("KL(q(z|x) || N(0, I)), nats")
+                .x_desc(x_desc)
                 .y_desc("plants")
                 .label_style(("sans-serif", 13))
                 .draw()
                 .map_err(|e| e.to_string())?;
-            let width = hi / bins as f64;
+            let width = (hi - lo) / bins as f64;
             chart
                 .draw_series(counts.iter().enumerate().map(|(b, &c)| {
-                    let x = b as f64 * width;
+                    let x = lo + b as f64 * width;
                     Rectangle::new([(x, 0), (x + width, c)], BLUE.mix(0.6).filled())
                 }))
                 .map_err(|e| e.to_string())?;
-            chart
-                .draw_series(LineSeries::new(
-                    [(threshold_nats, 0), (threshold_nats, top + top / 10 + 1)],
-                    RED.stroke_width(2),
-                ))
-                .map_err(|e| e.to_string())?
-                .label(format!("OOD threshold {threshold_nats:.1} nats"))
-                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED.stroke_width(2)));
-            chart
-                .configure_series_labels()
-                .background_style(WHITE.mix(0.8))
-                .border_style(BLACK)
-                .label_font(("sans-serif", 13))
-                .draw()
-                .map_err(|e| e.to_string())?;
+            if let Some((at, label)) = &line {
+                chart
+                    .draw_series(LineSeries::new(
+                        [(*at, 0), (*at, top + top / 10 + 1)],
+                        RED.stroke_width(2),
+                    ))
+                    .map_err(|e| e.to_string())?
+                    .label(label.as_str())
+                    .legend(|(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 20, y)], RED.stroke_width(2))
+                    });
+                chart
+                    .configure_series_labels()
+                    .background_style(WHITE.mix(0.8))
+                    .border_style(BLACK)
+                    .label_font(("sans-serif", 13))
+                    .draw()
+                    .map_err(|e| e.to_string())?;
+            }
             root.present().map_err(|e| e.to_string())
         };
         draw().map_err(|e| plot_error(path, e))?;

@@ -36,6 +36,9 @@ pub struct ReportImages {
     pub information_plane: Option<String>,
     /// Reliability diagram of the predictions the temperature was fitted on.
     pub reliability: Option<String>,
+    /// Per-pixel class map and the severity histogram (`run --per-pixel`).
+    pub lesion_map: Option<String>,
+    pub severity_histogram: Option<String>,
 }
 
 /// HTML-escape text.
@@ -153,6 +156,18 @@ pre {{ background: #f7f7f7; padding: 1em; overflow-x: auto; font-size: 0.85em; }
         "out-of-distribution plants",
         &summary.ood_plants.to_string(),
     );
+    if let Some(mean) = summary.severity_mean_pct {
+        let pct = |v: Option<f64>| v.map_or("n/a".into(), |v| format!("{v:.1}%"));
+        row(
+            &mut html,
+            "severity (mean; median / 90th percentile)",
+            &format!(
+                "{mean:.1}% of a plant's pixels; {} / {}",
+                pct(summary.severity_p50_pct),
+                pct(summary.severity_p90_pct)
+            ),
+        );
+    }
     html.push_str("</table>\n");
 
     html.push_str("<h2>Maps</h2>\n");
@@ -165,6 +180,20 @@ pre {{ background: #f7f7f7; padding: 1em; overflow-x: auto; font-size: 0.85em; }
     }
     if let Some(c) = &images.class_map {
         figure(&mut html, c, "Predicted class per plant");
+    }
+    if let Some(l) = &images.lesion_map {
+        figure(
+            &mut html,
+            l,
+            "Predicted class per pixel (lesion map); grey: plant edge pixels, not scored",
+        );
+    }
+    if let Some(s) = &images.severity_histogram {
+        figure(
+            &mut html,
+            s,
+            "Severity per plant: share of its pixels not called healthy",
+        );
     }
 
     html.push_str("<h2>How sure the model is</h2>\n");

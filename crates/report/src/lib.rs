@@ -15,9 +15,13 @@ mod summary;
 mod table;
 
 pub use error::{Error, Result};
-pub use field_plots::{histogram, write_kl_histogram, write_probability_distributions};
+pub use field_plots::{
+    histogram, write_kl_histogram, write_probability_distributions, write_severity_histogram,
+};
 pub use html::{escape, report_html, write_report_html, ModelReport, ReportImages};
-pub use maps::{class_map_rgb, draw_plant_outlines, OOD_COLOUR};
+pub use maps::{
+    class_map_rgb, draw_plant_outlines, paint_pixel_classes, pixel_class_rgb, OOD_COLOUR,
+};
 pub use plot::{write_png_rgb, write_sweep_plots, SweepPoint};
 pub use predictions::{
     probability_column, write_prediction_part, write_predictions, PREDICTIONS_SCHEMA_VERSION,

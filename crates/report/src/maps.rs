@@ -105,6 +105,58 @@ pub fn class_map_rgb(
     (width, height, rgb)
 }
 
+/// Grey of plant pixels that were not scored (edge pixels) in per-pixel maps.
+const UNSCORED_COLOUR: [u8; 3] = [150, 150, 150];
+
+/// The per-pixel class map as RGB, decimated from the scene by `step`: scored pixels in their
+/// class colour (`colour_of(class index)`), unscored plant pixels grey, the rest light grey.
+pub fn pixel_class_rgb(
+    plants: &PlantSet,
+    class_of_pixel: &[u16],
+    step: usize,
+    colour_of: impl Fn(usize) -> [u8; 3],
+) -> (usize, usize, Vec<u8>) {
+    let (width, height) = (plants.samples.div_ceil(step), plants.lines.div_ceil(step));
+    let mut rgb = Vec::with_capacity(width * height * 3);
+    for y in 0..height {
+        for x in 0..width {
+            let i = (y * step) * plants.samples + x * step;
+            rgb.extend(match (class_of_pixel[i], plants.pixel_plants[i]) {
+                (0, 0) => [235, 235, 235],
+                (0, _) => UNSCORED_COLOUR,
+                (c, _) => colour_of(c as usize - 1),
+            });
+        }
+    }
+    (width, height, rgb)
+}
+
+/// Paint the scored pixels not of class `skip` (the healthy class: lesions stand out) over
+/// `rgb` (width x height, decimated from the scene by `step`) in their class colour.
+pub fn paint_pixel_classes(
+    rgb: &mut [u8],
+    (width, height, step): (usize, usize, usize),
+    (lines, samples): (usize, usize),
+    class_of_pixel: &[u16],
+    skip: Option<usize>,
+    colour_of: impl Fn(usize) -> [u8; 3],
+) {
+    for y in 0..height {
+        for x in 0..width {
+            let (line, sample) = (y * step, x * step);
+            if line >= lines || sample >= samples {
+                continue;
+            }
+            let c = class_of_pixel[line * samples + sample];
+            if c == 0 || Some(c as usize - 1) == skip {
+                continue;
+            }
+            let o = (y * width + x) * 3;
+            rgb[o..o + 3].copy_from_slice(&colour_of(c as usize - 1));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::table::write_frame;
 
 /// Schema version written to the file's key-value metadata as `pipeline.schema_version`.
-pub const PREDICTIONS_SCHEMA_VERSION: &str = "2";
+pub const PREDICTIONS_SCHEMA_VERSION: &str = "3";
 
 /// Column name of a class's probability: `prob_<class name>`.
 pub fn probability_column(class_name: &str) -> String {
@@ -164,6 +164,69 @@ fn build_frame(table: &PredictionTable, path: &Path) -> Result<DataFrame> {
         Column::new("model_id".into(), vec![table.model_id.as_str(); n]),
         Column::new("beta".into(), vec![table.beta; n]),
     ]);
+    // Severity (null without per-pixel calls or a healthy class), then the per-pixel counts.
+    let healthy = table.classes.healthy_index();
+    let pixels = table.pixels.as_deref();
+    if pixels.is_some_and(|p| p.len() != n) {
+        return Err(Error::Invalid {
+            path: path.into(),
+            message: format!(
+                "pixel counts for {} plants, {n} plants",
+                pixels.map_or(0, <[_]>::len)
+            ),
+        });
+    }
+    columns.push(Column::new(
+        "severity_pct".into(),
+        (0..n)
+            .map(|i| {
+                let (p, h) = (pixels?, healthy?);
+                p[i].severity_pct(h)
+            })
+            .collect::<Vec<Option<f64>>>(),
+    ));
+    if let Some(pixels) = pixels {
+        columns.push(Column::new(
+            "scored_pixels".into(),
+            pixels.iter().map(|p| p.scored).collect::<Vec<u64>>(),
+        ));
+        for (k, class) in table.classes.iter().enumerate() {
+            columns.push(Column::new(
+                format!("pixels_{}", class.name).into(),
+                pixels
+                    .iter()
+                    .map(|p| p.per_class.get(k).copied().unwrap_or(0))
+                    .collect::<Vec<u64>>(),
+            ));
+        }
+        columns.extend([
+            Column::new(
+                "pixel_vote_class_name".into(),
+                pixels
+                    .iter()
+                    .map(|p| {
+                        p.vote()
+                            .and_then(|k| table.classes.get(k))
+                            .map(|c| c.name.clone())
+                    })
+                    .collect::<Vec<Option<String>>>(),
+            ),
+            Column::new(
+                "ood_pixels_pct".into(),
+                pixels
+                    .iter()
+                    .map(|p| p.ood_pct())
+                    .collect::<Vec<Option<f64>>>(),
+            ),
+            Column::new(
+                "pixel_kl_mean_nats".into(),
+                pixels
+                    .iter()
+                    .map(|p| p.kl_mean_nats())
+                    .collect::<Vec<Option<f64>>>(),
+            ),
+        ]);
+    }
     for (a, (name, kind)) in table.attributes.iter().enumerate() {
         // A polygon field named like a built-in column (x, y, plant_id, ...) is kept as polygon_<name>.
         let name = if columns.iter().any(|c| c.name().as_str() == name) {

@@ -26,6 +26,11 @@ pub struct FieldSummary {
     pub kl_p90_nats: Option<f64>,
     pub kl_p99_nats: Option<f64>,
     pub ood_plants: u64,
+    /// Per-plant severity (`run --per-pixel`: % of a plant's scored pixels not called healthy):
+    /// mean and percentiles over the plants; absent without per-pixel calls or a healthy class.
+    pub severity_mean_pct: Option<f64>,
+    pub severity_p50_pct: Option<f64>,
+    pub severity_p90_pct: Option<f64>,
     pub model_id: String,
     pub beta: f64,
 }
@@ -63,6 +68,11 @@ impl FieldSummary {
             .map(|h| 100.0 * (n as u64 - per_class[h].1) as f64 / n as f64);
         let mut kl: Vec<f64> = table.predictions.iter().map(|p| p.kl_nats).collect();
         kl.sort_by(f64::total_cmp);
+        let mut severity: Vec<f64> = match (&table.pixels, table.classes.healthy_index()) {
+            (Some(pixels), Some(h)) => pixels.iter().filter_map(|p| p.severity_pct(h)).collect(),
+            _ => Vec::new(),
+        };
+        severity.sort_by(f64::total_cmp);
         Self {
             field_id: table.field_id.clone(),
             scan_date: table.scan_date.clone(),
@@ -76,6 +86,10 @@ impl FieldSummary {
             kl_p90_nats: percentile_sorted(&kl, 90.0),
             kl_p99_nats: percentile_sorted(&kl, 99.0),
             ood_plants: table.predictions.iter().filter(|p| p.ood).count() as u64,
+            severity_mean_pct: (!severity.is_empty())
+                .then(|| severity.iter().sum::<f64>() / severity.len() as f64),
+            severity_p50_pct: percentile_sorted(&severity, 50.0),
+            severity_p90_pct: percentile_sorted(&severity, 90.0),
             model_id: table.model_id.clone(),
             beta: table.beta,
         }
@@ -145,6 +159,9 @@ pub fn write_summary_part(
             "ood_plants",
             Values::U64(summaries.iter().map(|s| s.ood_plants).collect()),
         )
+        .push("severity_mean_pct", optional(&|s| s.severity_mean_pct))
+        .push("severity_p50_pct", optional(&|s| s.severity_p50_pct))
+        .push("severity_p90_pct", optional(&|s| s.severity_p90_pct))
         .push("model_id", strings(&|s| s.model_id.clone()))
         .push(
             "beta",

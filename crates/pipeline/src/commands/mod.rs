@@ -4,6 +4,7 @@ mod batch;
 mod evaluate;
 mod inspect;
 mod labelled;
+pub(crate) mod pixels;
 mod run;
 mod sweep;
 mod synth;

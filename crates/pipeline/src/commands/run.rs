@@ -39,6 +39,8 @@ pub(crate) struct CubeJob {
     pub read: ingest::ReadConfig,
     pub plants: PlantSource,
     pub z_samples: usize,
+    /// Classify every scored pixel of every plant too (`--per-pixel`).
+    pub pixels: Option<super::pixels::PixelJob>,
 }
 
 impl CubeJob {
@@ -56,6 +58,8 @@ pub(crate) struct Analysed {
     pub cube: Cube,
     pub plants: PlantSet,
     pub table: PredictionTable,
+    /// The per-pixel calls (`--per-pixel`).
+    pub pixel_calls: Option<domain::PixelCalls>,
     pub summary: report::FieldSummary,
     pub metadata: Vec<(String, String)>,
     /// Seconds per stage: open, plants, predict.
@@ -68,6 +72,7 @@ impl Analysed {
             cube: &self.cube,
             plants: &self.plants,
             table: &self.table,
+            pixels: self.pixel_calls.as_ref(),
         }
     }
 }
@@ -90,7 +95,7 @@ pub(crate) fn analyse_with(
     card: &model::ModelCard,
     model_id: &str,
     model_name: &str,
-    predict: impl FnOnce(&[f32], usize, usize) -> Result<Vec<domain::Prediction>>,
+    mut predict: impl FnMut(&[f32], usize, usize) -> Result<Vec<domain::Prediction>>,
 ) -> Result<Analysed> {
     let started = std::time::Instant::now();
     let mut stage_seconds = Vec::new();
@@ -139,6 +144,36 @@ pub(crate) fn analyse_with(
         predict(&spectra, plants.plants.len(), job.z_samples).context("predicting")?
     };
     lap("predict", &mut since);
+    let pixel_calls = match job.pixels {
+        Some(pixel_job) => {
+            if card.training.unit == "plant" {
+                tracing::warn!(
+                    model = model_name,
+                    "the model was trained on plant mean spectra: single pixels are noisier than \
+                     the means it learnt from, so pixel calls (and severity) may be less reliable; \
+                     a model trained with --unit pixel suits --per-pixel"
+                );
+            }
+            let _span = tracing::info_span!("pixels").entered();
+            let calls = super::pixels::classify_pixels(
+                &cube,
+                &plants,
+                &resampler,
+                card.classes.len(),
+                pixel_job,
+                job.z_samples,
+                &mut predict,
+            )?;
+            tracing::info!(
+                pixels = calls.plants.iter().map(|p| p.scored).sum::<u64>(),
+                erosion_px = pixel_job.erosion_px,
+                "pixels classified"
+            );
+            lap("pixels", &mut since);
+            Some(calls)
+        }
+        None => None,
+    };
     let field_id = job.field_id();
     let georeference = cube.georeference().cloned();
     let table = PredictionTable {
@@ -156,6 +191,7 @@ pub(crate) fn analyse_with(
         plants: plants.plants.clone(),
         attributes: plants.attributes.clone(),
         predictions,
+        pixels: pixel_calls.as_ref().map(|c| c.plants.clone()),
     };
     let settings = serde_json::json!({
         "job": job,
@@ -175,6 +211,7 @@ pub(crate) fn analyse_with(
         cube,
         plants,
         table,
+        pixel_calls,
         summary,
         metadata,
         stage_seconds,
@@ -189,6 +226,8 @@ pub fn run(args: RunArgs) -> Result<()> {
         args.class_map.as_ref(),
         args.kl_map.as_ref(),
         args.quicklook.as_ref(),
+        args.pixel_class_map.as_ref(),
+        args.pixel_kl_map.as_ref(),
     ]
     .into_iter()
     .flatten()
@@ -206,6 +245,9 @@ pub fn run(args: RunArgs) -> Result<()> {
         read: args.read.config(),
         plants: args.plants.source(),
         z_samples: args.z_samples,
+        pixels: args.per_pixel.then_some(super::pixels::PixelJob {
+            erosion_px: args.pixel_erosion_px,
+        }),
     };
     let started = std::time::Instant::now();
     let (model, model_name) = model_source::load(args.model.as_deref(), device)?;
@@ -232,6 +274,12 @@ pub fn run(args: RunArgs) -> Result<()> {
     }
     if let Some(path) = &args.quicklook {
         maps.write_quicklook(path)?;
+    }
+    if let Some(path) = &args.pixel_class_map {
+        maps.write_pixel_class_map(path)?;
+    }
+    if let Some(path) = &args.pixel_kl_map {
+        maps.write_pixel_kl_map(path)?;
     }
     if let Some(dir) = &args.report {
         write_report(
@@ -271,6 +319,7 @@ pub(crate) struct Maps<'a> {
     cube: &'a Cube,
     plants: &'a PlantSet,
     table: &'a PredictionTable,
+    pixels: Option<&'a domain::PixelCalls>,
 }
 
 impl Maps<'_> {
@@ -337,8 +386,76 @@ impl Maps<'_> {
             |p| classes.colour(self.class_index(p)),
             |p| self.table.predictions[p].ood,
         );
+        if let Some(pixels) = self.pixels {
+            report::paint_pixel_classes(
+                &mut rgb,
+                (width, height, step),
+                (pixels.lines, pixels.samples),
+                &pixels.class_of_pixel,
+                classes.healthy_index(),
+                |k| classes.colour(k),
+            );
+        }
         report::write_png_rgb(path, width, height, &rgb)
             .with_context(|| format!("writing the quicklook {}", path.display()))
+    }
+
+    fn pixel_calls(&self, path: &Path) -> Result<&domain::PixelCalls> {
+        self.pixels.with_context(|| {
+            format!(
+                "{}: a per-pixel map needs the per-pixel calls (--per-pixel)",
+                path.display()
+            )
+        })
+    }
+
+    /// Class code of every scored pixel (GeoTIFF with colour table and category names).
+    pub(crate) fn write_pixel_class_map(&self, path: &Path) -> Result<()> {
+        let pixels = self.pixel_calls(path)?;
+        let classes = &self.table.classes;
+        let codes = pixels
+            .class_of_pixel
+            .iter()
+            .map(|&c| match c {
+                0 => 0,
+                c => classes.get(c as usize - 1).map_or(0, |c| c.code),
+            })
+            .collect();
+        let labels = LabelRaster {
+            lines: pixels.lines,
+            samples: pixels.samples,
+            codes,
+            classes: classes.clone(),
+            georeference: self.cube.georeference().cloned(),
+        };
+        let colours: Vec<[u8; 3]> = (0..classes.len()).map(|k| classes.colour(k)).collect();
+        ingest::write_class_map(path, &labels, &colours)
+            .with_context(|| format!("writing the pixel class map {}", path.display()))
+    }
+
+    /// KL of every scored pixel (float32 GeoTIFF, NaN elsewhere).
+    pub(crate) fn write_pixel_kl_map(&self, path: &Path) -> Result<()> {
+        let pixels = self.pixel_calls(path)?;
+        ingest::write_float_map(
+            path,
+            (pixels.lines, pixels.samples),
+            &pixels.kl_of_pixel,
+            self.cube.georeference(),
+            "KL(q(z|x) || N(0, I)) of the pixel, nats",
+        )
+        .with_context(|| format!("writing the pixel KL map {}", path.display()))
+    }
+
+    fn write_lesion_map_png(&self, path: &Path) -> Result<()> {
+        let pixels = self.pixel_calls(path)?;
+        let step = self.cube.quicklook_step(PICTURE_MAX_PX);
+        let classes = &self.table.classes;
+        let (width, height, rgb) =
+            report::pixel_class_rgb(self.plants, &pixels.class_of_pixel, step, |k| {
+                classes.colour(k)
+            });
+        report::write_png_rgb(path, width, height, &rgb)
+            .with_context(|| format!("writing {}", path.display()))
     }
 
     pub(crate) fn write_class_map_png(&self, path: &Path) -> Result<()> {
@@ -420,7 +537,35 @@ pub(crate) fn write_report(
             }
             _ => None,
         };
+        let (lesion_map, severity_histogram) = match maps.pixels {
+            Some(pixels) => {
+                maps.write_pixel_class_map(&tmp.join("pixel-class-map.tif"))?;
+                maps.write_pixel_kl_map(&tmp.join("pixel-kl-map.tif"))?;
+                maps.write_lesion_map_png(&tmp.join("lesion-map.png"))?;
+                let severity: Vec<f64> = match maps.table.classes.healthy_index() {
+                    Some(h) => pixels
+                        .plants
+                        .iter()
+                        .filter_map(|p| p.severity_pct(h))
+                        .collect(),
+                    None => Vec::new(),
+                };
+                let histogram = (!severity.is_empty())
+                    .then(|| {
+                        report::write_severity_histogram(
+                            &tmp.join("severity-histogram.svg"),
+                            &severity,
+                        )
+                        .map(|()| "severity-histogram.svg".to_string())
+                    })
+                    .transpose()?;
+                (Some("lesion-map.png".to_string()), histogram)
+            }
+            None => (None, None),
+        };
         let images = report::ReportImages {
+            lesion_map,
+            severity_histogram,
             quicklook,
             class_map: Some("class-map.png".into()),
             kl_histogram: "kl-histogram.svg".into(),
@@ -631,6 +776,13 @@ fn print_summary(table: &PredictionTable, summary: &report::FieldSummary, out: &
         summary.kl_mean_nats.unwrap_or(f64::NAN)
     );
     println!("OOD flagged  {}", summary.ood_plants);
+    if let Some(mean) = summary.severity_mean_pct {
+        println!(
+            "severity     mean {mean:.1}%, median {:.1}%, 90th percentile {:.1}% of a plant's pixels not healthy",
+            summary.severity_p50_pct.unwrap_or(f64::NAN),
+            summary.severity_p90_pct.unwrap_or(f64::NAN)
+        );
+    }
     println!("model        {} (beta {})", table.model_id, table.beta);
     println!("written      {out}");
 }

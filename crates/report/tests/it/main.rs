@@ -81,6 +81,7 @@ fn table() -> PredictionTable {
             ("genotype_id".into(), AttributeType::Integer),
         ],
         predictions,
+        pixels: None,
     }
 }
 
@@ -173,7 +174,7 @@ print(json.dumps({"columns": t.column_names, "rows": t.to_pylist(), "meta": meta
         .unwrap()
         .contains("UTM zone 32N"));
     assert_eq!(v["types"]["prob_rust"], "float");
-    assert_eq!(v["meta"]["pipeline.schema_version"], "2");
+    assert_eq!(v["meta"]["pipeline.schema_version"], "3");
     assert_eq!(v["meta"]["pipeline.cube"], "x.hdr");
 }
 

@@ -183,6 +183,10 @@ impl<'a> Campaign<'a> {
             let maps = analysed.maps();
             maps.write_class_map(&dir.join("class-map.tif"))?;
             maps.write_kl_map(&dir.join("kl-map.tif"))?;
+            if analysed.pixel_calls.is_some() {
+                maps.write_pixel_class_map(&dir.join("pixel-class-map.tif"))?;
+                maps.write_pixel_kl_map(&dir.join("pixel-kl-map.tif"))?;
+            }
             if let Err(e) = maps.write_quicklook(&dir.join("quicklook.png")) {
                 tracing::warn!(cube = %item.job.cube.display(), "no quicklook: {e:#}");
             }

@@ -30,6 +30,12 @@ pub struct ModelSection {
     pub device: String,
     #[serde(default = "default_z_samples")]
     pub z_samples: usize,
+    /// Classify every scored pixel of every plant too (`run --per-pixel`).
+    #[serde(default)]
+    pub per_pixel: bool,
+    /// Plant pixels this close to the plant's edge are not scored (`run --pixel-erosion-px`).
+    #[serde(default = "default_erosion_px")]
+    pub pixel_erosion_px: usize,
 }
 
 impl Default for ModelSection {
@@ -38,6 +44,8 @@ impl Default for ModelSection {
             path: None,
             device: default_device(),
             z_samples: default_z_samples(),
+            per_pixel: false,
+            pixel_erosion_px: default_erosion_px(),
         }
     }
 }
@@ -48,6 +56,10 @@ fn default_device() -> String {
 
 fn default_z_samples() -> usize {
     12
+}
+
+fn default_erosion_px() -> usize {
+    1
 }
 
 /// How cubes are read; an input's own `white`/`dark`/`wavelengths` win over these.
@@ -291,6 +303,12 @@ impl PipelineFile {
                         read: read.clone(),
                         plants: plants.clone(),
                         z_samples: self.model.z_samples,
+                        pixels: self
+                            .model
+                            .per_pixel
+                            .then_some(crate::commands::pixels::PixelJob {
+                                erosion_px: self.model.pixel_erosion_px,
+                            }),
                     },
                 });
             }
@@ -335,6 +353,8 @@ mod tests {
             "path",
             "device",
             "z-samples",
+            "per-pixel",
+            "pixel-erosion-px",
             "block-bytes",
             "envi-reader",
             "wavelengths",
