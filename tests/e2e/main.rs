@@ -57,7 +57,7 @@ fn synth_regenerates_a_sample_field_byte_for_byte() {
         "--out-dir",
         s(dir.path()),
         "--field",
-        "field-b",
+        "field-b,lesions-b",
     ]);
     let mut compared = 0;
     for entry in std::fs::read_dir(dir.path()).unwrap() {
@@ -72,9 +72,27 @@ fn synth_regenerates_a_sample_field_byte_for_byte() {
         compared += 1;
     }
     assert_eq!(
-        compared, 7,
-        "ENVI cube + header, labels + header, two GeoTIFFs and the labels' .aux.xml"
+        compared,
+        7 + 9,
+        "field-b: ENVI cube + header, labels + header, two GeoTIFFs and the labels' .aux.xml; \
+         lesions-b: ENVI cube + header, labels + header, pixel truth + header, plant ids + \
+         .aux.xml, truth table"
     );
+    // The lesion field's truth: severity per plant is the lesion share of its pixels.
+    let truth = std::fs::read_to_string(sample("lesions-b-truth.csv")).unwrap();
+    let rows: Vec<Vec<&str>> = truth
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    assert_eq!(rows.len(), 49);
+    for row in &rows {
+        let severity: f64 = row[2].parse().unwrap();
+        match row[1] {
+            "healthy" => assert_eq!(severity, 0.0),
+            _ => assert!((1.0..=75.0).contains(&severity), "{row:?}"),
+        }
+    }
 }
 
 #[test]

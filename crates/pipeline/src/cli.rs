@@ -461,7 +461,7 @@ pub struct SynthArgs {
     /// Where to write the fields.
     #[arg(long)]
     pub out_dir: PathBuf,
-    /// Fields to generate (default: all of field-a, field-b).
+    /// Fields to generate (default: all of field-a, field-b, lesions-a, lesions-b).
     #[arg(long, value_delimiter = ',')]
     pub field: Vec<String>,
 }

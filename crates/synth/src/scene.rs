@@ -38,7 +38,15 @@ pub struct FieldSpec {
     /// Diseased plants are drawn from library spectra at least this severe: ground truth scored in
     /// the field is reliable for symptomatic plants; mild cases of rust and blight overlap.
     pub min_disease_severity: f64,
+    /// Diseased plants carry lesions: patches of diseased tissue (the disease's library spectra)
+    /// on otherwise healthy tissue, covering a drawn share of the plant's pixels (its severity).
+    /// Without lesions, a diseased plant is diseased all over.
+    #[serde(default)]
+    pub lesions: bool,
 }
+
+/// Severity of a lesioned plant is drawn uniformly from this range (share of its pixels).
+pub const LESION_SEVERITY_RANGE: (f64, f64) = (0.03, 0.7);
 
 /// Class codes in the label rasters.
 pub const CLASSES: [(u32, &str); 3] = [(1, "healthy"), (2, "rust"), (3, "blight")];
@@ -50,6 +58,14 @@ pub struct Scene {
     pub labels: LabelRaster,
     /// Per plant: (class code, library row of its main spectrum).
     pub plants: Vec<(u32, usize)>,
+    /// Per plant: share of its labelled pixels that are lesion (0 for healthy plants; 1 for
+    /// diseased plants of fields without lesions).
+    pub severity: Vec<f64>,
+    /// Scene raster: 1 + plant index of each labelled pixel (a plant-id raster), 0 elsewhere.
+    pub plant_ids: Vec<u32>,
+    /// With lesions: the per-pixel truth, healthy tissue `healthy` and lesion pixels the
+    /// plant's disease (labelled pixels only).
+    pub pixel_truth: Option<LabelRaster>,
 }
 
 const SCALE_FACTOR: f64 = 10000.0;
@@ -176,14 +192,11 @@ pub fn generate(library: &SpectralLibrary, spec: &FieldSpec) -> Result<Scene> {
         plant_spectra.push((main, second));
     }
 
-    let mut values = vec![0u16; bands * lines * samples];
-    let mut codes = vec![0u32; lines * samples];
-    let gradient = (rng.range(-0.08, 0.08), rng.range(-0.08, 0.08));
-    let mut pixel = vec![0f64; bands];
+    // Which plant (if any) covers how much of each pixel, and the shadows: geometry only.
+    let mut cover = Vec::with_capacity(lines * samples);
     for row in 0..lines {
         for col in 0..samples {
             let (r, c) = (row as f64, col as f64);
-            // Which plant (if any) covers how much of this pixel.
             let cell_index = (row / spec.cell_px).min(cells_down - 1) * cells_across
                 + (col / spec.cell_px).min(cells_across - 1);
             let mut fraction = 0.0;
@@ -213,6 +226,38 @@ pub fn generate(library: &SpectralLibrary, spec: &FieldSpec) -> Result<Scene> {
                     shade = 0.72;
                 }
             }
+            cover.push((fraction, owner.filter(|_| fraction > 0.0), shade));
+        }
+    }
+    let plant_ids: Vec<u32> = cover
+        .iter()
+        .map(|&(fraction, owner, _)| match owner {
+            Some(p) if fraction >= 0.5 => p as u32 + 1,
+            _ => 0,
+        })
+        .collect();
+    let lesions = if spec.lesions {
+        Some(draw_lesions(
+            &mut rng,
+            &plants,
+            &rows_of_class[0],
+            &cover,
+            &plant_ids,
+            samples,
+        ))
+    } else {
+        None
+    };
+
+    let mut values = vec![0u16; bands * lines * samples];
+    let mut codes = vec![0u32; lines * samples];
+    let mut truth = lesions.as_ref().map(|_| vec![0u32; lines * samples]);
+    let gradient = (rng.range(-0.08, 0.08), rng.range(-0.08, 0.08));
+    let mut pixel = vec![0f64; bands];
+    for row in 0..lines {
+        for col in 0..samples {
+            let (r, c) = (row as f64, col as f64);
+            let (fraction, owner, shade) = cover[row * samples + col];
             let blend = 0.5 + 0.5 * (wave_row * r + wave_col * c + wave_phase).sin();
             let illumination = (1.0
                 + gradient.0 * (r / lines as f64 - 0.5)
@@ -220,11 +265,22 @@ pub fn generate(library: &SpectralLibrary, spec: &FieldSpec) -> Result<Scene> {
                 * (1.0 + 0.03 * rng.normal());
             let soil_brightness = shade * (1.0 + 0.04 * rng.normal());
             let (plant, mix, leaf_brightness) = match owner {
-                Some(p) if fraction > 0.0 => (
-                    Some(plant_spectra[p]),
-                    rng.range(0.0, 0.35),
-                    1.0 + 0.06 * rng.normal(),
-                ),
+                Some(p) if fraction > 0.0 => {
+                    // A lesioned plant's healthy tissue has healthy spectra.
+                    let spectra = match &lesions {
+                        Some(l)
+                            if !l.lesion[row * samples + col] && plants[p].0 != CLASSES[0].0 =>
+                        {
+                            l.healthy_spectra[p]
+                        }
+                        _ => plant_spectra[p],
+                    };
+                    (
+                        Some(spectra),
+                        rng.range(0.0, 0.35),
+                        1.0 + 0.06 * rng.normal(),
+                    )
+                }
                 _ => (None, 0.0, 1.0),
             };
             for b in 0..bands {
@@ -249,6 +305,13 @@ pub fn generate(library: &SpectralLibrary, spec: &FieldSpec) -> Result<Scene> {
             }
             if let (Some(p), true) = (owner, fraction >= 0.5) {
                 codes[row * samples + col] = plants[p].0;
+                if let (Some(truth), Some(l)) = (&mut truth, &lesions) {
+                    truth[row * samples + col] = if l.lesion[row * samples + col] {
+                        plants[p].0
+                    } else {
+                        CLASSES[0].0
+                    };
+                }
             }
         }
     }
@@ -284,6 +347,20 @@ pub fn generate(library: &SpectralLibrary, spec: &FieldSpec) -> Result<Scene> {
                 spec.field_id, spec.seed
             ),
         },
+        severity: match &lesions {
+            Some(l) => l.severity.clone(),
+            None => plants
+                .iter()
+                .map(|&(code, _)| f64::from(u8::from(code != CLASSES[0].0)))
+                .collect(),
+        },
+        pixel_truth: truth.map(|codes| LabelRaster {
+            lines,
+            samples,
+            codes,
+            classes: classes.clone(),
+            georeference: Some(georeference.clone()),
+        }),
         labels: LabelRaster {
             lines,
             samples,
@@ -292,7 +369,99 @@ pub fn generate(library: &SpectralLibrary, spec: &FieldSpec) -> Result<Scene> {
             georeference: Some(georeference),
         },
         plants,
+        plant_ids,
     })
+}
+
+/// Lesions of every diseased plant: which pixels are lesion, the healthy spectra of the rest,
+/// and each plant's severity.
+struct Lesions {
+    lesion: Vec<bool>,
+    healthy_spectra: Vec<(usize, usize)>,
+    severity: Vec<f64>,
+}
+
+/// For each diseased plant: a severity s from [`LESION_SEVERITY_RANGE`], one to three patch
+/// centres on its labelled pixels with random sizes, and a ragged distance score per pixel
+/// (distance to the nearest centre over its size, plus noise); the round(s n) labelled pixels of
+/// lowest score are lesion, so the plant's severity is exactly that share. Its partly covered
+/// edge pixels are lesion when their score is below the last lesion pixel's.
+fn draw_lesions(
+    rng: &mut Rng,
+    plants: &[(u32, usize)],
+    healthy_rows: &[usize],
+    cover: &[(f64, Option<usize>, f64)],
+    plant_ids: &[u32],
+    samples: usize,
+) -> Lesions {
+    let mut lesion = vec![false; cover.len()];
+    let mut healthy_spectra = Vec::with_capacity(plants.len());
+    let mut severity = vec![0.0; plants.len()];
+    let mut owned: Vec<Vec<usize>> = vec![Vec::new(); plants.len()];
+    for (i, &(_, owner, _)) in cover.iter().enumerate() {
+        if let Some(p) = owner {
+            owned[p].push(i);
+        }
+    }
+    for (p, &(code, _)) in plants.iter().enumerate() {
+        healthy_spectra.push((
+            healthy_rows[rng.index(healthy_rows.len())],
+            healthy_rows[rng.index(healthy_rows.len())],
+        ));
+        let labelled: Vec<usize> = owned[p]
+            .iter()
+            .copied()
+            .filter(|&i| plant_ids[i] == p as u32 + 1)
+            .collect();
+        if code == CLASSES[0].0 || labelled.is_empty() {
+            continue;
+        }
+        let share = rng.range(LESION_SEVERITY_RANGE.0, LESION_SEVERITY_RANGE.1);
+        let centres: Vec<(f64, f64, f64)> = (0..1 + rng.index(3))
+            .map(|_| {
+                let at = labelled[rng.index(labelled.len())];
+                (
+                    (at / samples) as f64,
+                    (at % samples) as f64,
+                    rng.range(0.6, 1.4),
+                )
+            })
+            .collect();
+        let score = |i: usize, noise: f64| {
+            let (r, c) = ((i / samples) as f64, (i % samples) as f64);
+            centres
+                .iter()
+                .map(|&(cr, cc, size)| ((r - cr).powi(2) + (c - cc).powi(2)).sqrt() / size)
+                .fold(f64::INFINITY, f64::min)
+                + noise
+        };
+        let scores: Vec<(f64, usize)> = owned[p]
+            .iter()
+            .map(|&i| (score(i, 0.8 * rng.normal()), i))
+            .collect();
+        let mut ranked: Vec<(f64, usize)> = scores
+            .iter()
+            .copied()
+            .filter(|&(_, i)| plant_ids[i] == p as u32 + 1)
+            .collect();
+        ranked.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        let k = ((share * ranked.len() as f64).round() as usize).clamp(1, ranked.len());
+        let last = ranked[k - 1].0;
+        for &(_, i) in &ranked[..k] {
+            lesion[i] = true;
+        }
+        for &(s, i) in &scores {
+            if plant_ids[i] != p as u32 + 1 && s <= last {
+                lesion[i] = true;
+            }
+        }
+        severity[p] = k as f64 / ranked.len() as f64;
+    }
+    Lesions {
+        lesion,
+        healthy_spectra,
+        severity,
+    }
 }
 
 fn neighbour_cells(index: usize, down: usize, across: usize) -> impl Iterator<Item = usize> {

@@ -9,8 +9,26 @@ use synth::{generate, FieldSpec, SpectralLibrary};
 
 use crate::cli::SynthArgs;
 
-/// The sample fields: field-a to train on, field-b to test on (other seed, size and interleave).
+/// The sample fields: field-a to train on, field-b to test on (other seed, size and interleave);
+/// lesions-a and lesions-b the same with lesioned plants on larger cells (per-pixel severity).
 fn fields() -> Vec<(FieldSpec, Interleave)> {
+    let lesions = |field_id: &str, seed: u64, origin_x_m: f64, interleave| {
+        (
+            FieldSpec {
+                field_id: field_id.into(),
+                lines: 140,
+                samples: 140,
+                cell_px: 20,
+                seed,
+                origin_x_m,
+                origin_y_m: 5_350_000.0,
+                pixel_size_m: 0.005,
+                min_disease_severity: 0.7,
+                lesions: true,
+            },
+            interleave,
+        )
+    };
     vec![
         (
             FieldSpec {
@@ -23,6 +41,7 @@ fn fields() -> Vec<(FieldSpec, Interleave)> {
                 origin_y_m: 5_350_000.0,
                 pixel_size_m: 0.005,
                 min_disease_severity: 0.7,
+                lesions: false,
             },
             Interleave::Bsq,
         ),
@@ -37,9 +56,12 @@ fn fields() -> Vec<(FieldSpec, Interleave)> {
                 origin_y_m: 5_350_000.0,
                 pixel_size_m: 0.005,
                 min_disease_severity: 0.7,
+                lesions: false,
             },
             Interleave::Bil,
         ),
+        lesions("lesions-a", 3, 512_020.0, Interleave::Bil),
+        lesions("lesions-b", 4, 512_030.0, Interleave::Bip),
     ]
 }
 
@@ -70,8 +92,20 @@ pub fn run(args: SynthArgs) -> Result<()> {
         let labels = args.out_dir.join(format!("{}-labels", spec.field_id));
         ingest::write_envi_cube(&base.with_extension("img"), &scene.cube, interleave)?;
         ingest::write_envi_labels(&labels.with_extension("img"), &scene.labels)?;
-        ingest::write_geotiff_cube(&base.with_extension("tif"), &scene.cube)?;
-        ingest::write_geotiff_labels(&labels.with_extension("tif"), &scene.labels)?;
+        if spec.lesions {
+            // Lesion fields: ENVI only (kept small), with the per-pixel truth, a plant-id raster
+            // and the per-plant truth table.
+            if let Some(truth) = &scene.pixel_truth {
+                let path = args
+                    .out_dir
+                    .join(format!("{}-pixel-truth.img", spec.field_id));
+                ingest::write_envi_labels(&path, truth)?;
+            }
+            write_plant_ids(&args.out_dir, &spec.field_id, &scene)?;
+        } else {
+            ingest::write_geotiff_cube(&base.with_extension("tif"), &scene.cube)?;
+            ingest::write_geotiff_labels(&labels.with_extension("tif"), &scene.labels)?;
+        }
         let labelled = scene.labels.codes.iter().filter(|&&c| c != 0).count();
         println!(
             "{}: {} lines x {} samples x {} bands ({}), {} plants, {labelled} labelled pixels",
@@ -83,6 +117,65 @@ pub fn run(args: SynthArgs) -> Result<()> {
             scene.plants.len()
         );
     }
+    Ok(())
+}
+
+/// `NAME-plant-ids.tif` (1 + plant index on each labelled pixel) and `NAME-truth.csv` (per plant:
+/// id, class, severity as % of its labelled pixels, pixels, centroid).
+fn write_plant_ids(dir: &Path, field_id: &str, scene: &synth::Scene) -> Result<()> {
+    let n = scene.plants.len();
+    let classes = domain::ClassSet::new(
+        (1..=n as u32)
+            .map(|code| domain::ClassInfo {
+                code,
+                name: format!("plant {code}"),
+            })
+            .collect(),
+    )?;
+    let ids = domain::LabelRaster {
+        lines: scene.labels.lines,
+        samples: scene.labels.samples,
+        codes: scene.plant_ids.clone(),
+        classes,
+        georeference: scene.labels.georeference.clone(),
+    };
+    ingest::write_geotiff_labels(&dir.join(format!("{field_id}-plant-ids.tif")), &ids)?;
+    let samples = scene.labels.samples;
+    let mut sums = vec![(0u64, 0f64, 0f64); n];
+    for (i, &id) in scene.plant_ids.iter().enumerate() {
+        if id != 0 {
+            let s = &mut sums[id as usize - 1];
+            s.0 += 1;
+            s.1 += (i / samples) as f64;
+            s.2 += (i % samples) as f64;
+        }
+    }
+    let mut csv = String::from("plant_id,class,severity_pct,pixels,centroid_row,centroid_col\n");
+    for (p, (&(code, _), &severity)) in scene.plants.iter().zip(&scene.severity).enumerate() {
+        let (count, rows, cols) = sums[p];
+        let name = synth::CLASSES
+            .iter()
+            .find(|(c, _)| *c == code)
+            .map_or("?", |(_, name)| name);
+        let mean = |v: f64| {
+            if count > 0 {
+                v / count as f64
+            } else {
+                f64::NAN
+            }
+        };
+        csv.push_str(&format!(
+            "{},{name},{:.4},{count},{:.3},{:.3}\n",
+            p + 1,
+            100.0 * severity,
+            mean(rows),
+            mean(cols)
+        ));
+    }
+    let path = dir.join(format!("{field_id}-truth.csv"));
+    let tmp = path.with_extension("csv.tmp");
+    std::fs::write(&tmp, csv).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }
 
