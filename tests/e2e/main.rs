@@ -1429,6 +1429,18 @@ print(json.dumps({"errors": c.errors, "images": c.images, "missing": missing,
     assert_eq!(h["network"], false);
     assert_eq!(h["doctype"], true);
     assert!(h["images"].as_array().unwrap().len() >= 4, "{h}");
+    // The bundled model was tuned and calibrated: the report shows how its options were chosen
+    // and the reliability of the held-out predictions its calibration was fitted on.
+    let index = std::fs::read_to_string(report.join("index.html")).unwrap();
+    assert!(
+        index.contains("How the options were chosen"),
+        "no search table"
+    );
+    assert!(
+        index.contains("src=\"reliability.svg\""),
+        "no reliability diagram"
+    );
+    assert!(report.join("reliability.png").is_file());
     for name in [
         "summary.parquet",
         "class-map.tif",
