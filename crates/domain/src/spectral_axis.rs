@@ -211,17 +211,25 @@ impl Resampler {
 
     /// Resample one spectrum.
     pub fn apply(&self, spectrum: &[f32]) -> Result<Vec<f32>, Error> {
+        let mut out = Vec::with_capacity(self.weights.len());
+        self.apply_into(spectrum, &mut out)?;
+        Ok(out)
+    }
+
+    /// Resample one spectrum, appending the result to `out` (no allocation when it has room).
+    pub fn apply_into(&self, spectrum: &[f32], out: &mut Vec<f32>) -> Result<(), Error> {
         if spectrum.len() != self.source_bands {
             return Err(Error::LengthMismatch {
                 expected: self.source_bands,
                 got: spectrum.len(),
             });
         }
-        Ok(self
-            .weights
-            .iter()
-            .map(|w| w.iter().map(|&(b, x)| x * spectrum[b] as f64).sum::<f64>() as f32)
-            .collect())
+        out.extend(
+            self.weights
+                .iter()
+                .map(|w| w.iter().map(|&(b, x)| x * spectrum[b] as f64).sum::<f64>() as f32),
+        );
+        Ok(())
     }
 }
 

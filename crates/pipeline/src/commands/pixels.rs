@@ -43,6 +43,8 @@ pub(crate) fn classify_pixels(
     };
     let bands = cube.bands();
     let mut model_spectra = Vec::new();
+    let started = std::time::Instant::now();
+    let mut predicting = std::time::Duration::ZERO;
     ingest::stream_pixel_spectra(cube, &select, |indices: &[usize], spectra: &[f32]| {
         for (chunk, values) in indices
             .chunks(PIXEL_BATCH)
@@ -50,10 +52,12 @@ pub(crate) fn classify_pixels(
         {
             model_spectra.clear();
             for spectrum in values.chunks(bands) {
-                model_spectra.extend(resampler.apply(spectrum)?);
+                resampler.apply_into(spectrum, &mut model_spectra)?;
             }
+            let since = std::time::Instant::now();
             let predictions =
                 predict(&model_spectra, chunk.len(), z_samples).context("predicting pixels")?;
+            predicting += since.elapsed();
             for (&i, p) in chunk.iter().zip(&predictions) {
                 let plant = &mut calls.plants[select[i] as usize - 1];
                 plant.scored += 1;
@@ -68,6 +72,11 @@ pub(crate) fn classify_pixels(
         anyhow::Ok(())
     })
     .with_context(|| format!("classifying the pixels of {}", cube.data_path().display()))?;
+    tracing::info!(
+        seconds = format!("{:.3}", started.elapsed().as_secs_f64()),
+        predicting_s = format!("{:.3}", predicting.as_secs_f64()),
+        "pixel pass (reading, resampling and predicting)"
+    );
     Ok(calls)
 }
 
