@@ -210,12 +210,8 @@ pub fn fit_calibration(probabilities: &[&[f32]], truth: &[usize]) -> (f64, Vec<f
                 }
             }
         }
-        for j in 0..classes {
-            gradient[j] /= n;
-            for m in 0..classes {
-                hessian[j][m] /= n;
-            }
-        }
+        gradient.iter_mut().for_each(|g| *g /= n);
+        hessian.iter_mut().flatten().for_each(|h| *h /= n);
         for j in 1..classes {
             gradient[j] += theta[j] / n;
             hessian[j][j] += 1.0 / n;
@@ -285,8 +281,9 @@ fn solve(mut a: Vec<Vec<f64>>, mut b: Vec<f64>) -> Option<Vec<f64>> {
         b.swap(col, pivot);
         for row in col + 1..n {
             let factor = a[row][col] / a[col][col];
-            for k in col..n {
-                a[row][k] -= factor * a[col][k];
+            let (upper, lower) = a.split_at_mut(row);
+            for (target, &source) in lower[0][col..].iter_mut().zip(&upper[col][col..]) {
+                *target -= factor * source;
             }
             b[row] -= factor * b[col];
         }

@@ -9,6 +9,9 @@ use ingest::Cube;
 /// block size. Predictions do not depend on it (each spectrum's call is its own).
 const PIXEL_BATCH: usize = 16_384;
 
+/// Predictions of (spectra, count, samples of z).
+pub(crate) type PredictFn<'a> = dyn FnMut(&[f32], usize, usize) -> Result<Vec<Prediction>> + 'a;
+
 /// Settings of the per-pixel calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -27,7 +30,7 @@ pub(crate) fn classify_pixels(
     classes: usize,
     job: PixelJob,
     z_samples: usize,
-    predict: &mut dyn FnMut(&[f32], usize, usize) -> Result<Vec<Prediction>>,
+    predict: &mut PredictFn<'_>,
 ) -> Result<PixelCalls> {
     let (lines, samples) = (plants.lines, plants.samples);
     let select = domain::scored_pixels(plants, job.erosion_px);
@@ -81,6 +84,7 @@ pub(crate) fn classify_pixels(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 mod tests {
     use super::*;
 
