@@ -236,32 +236,57 @@ impl CpuNet {
             .sum()
     }
 
-    /// Softmax averaged over the samples of z for one row; `eps` holds `z_samples * latent` draws.
-    fn probabilities(&self, mu: &[f32], logvar: &[f32], eps: &[f32], z_samples: usize) -> Vec<f32> {
+    /// Softmax averaged over the samples of z for each of `rows` rows of (mu, logvar); `eps`
+    /// holds `z_samples * latent` draws. All rows' samples go through the classifier as one
+    /// product: an element's value depends only on its own row and the reduction length, so
+    /// this equals one product per row, bit for bit, and saves a call per row.
+    fn probabilities(
+        &self,
+        mu: &[f32],
+        logvar: &[f32],
+        rows: usize,
+        eps: &[f32],
+        z_samples: usize,
+    ) -> Vec<Vec<f32>> {
         let classes = self.classifier.outputs;
         let latent = self.latent_dim;
         let samples = if self.deterministic { 1 } else { z_samples };
-        let mut z = vec![0f32; samples * latent];
-        for s in 0..samples {
-            for j in 0..latent {
-                z[s * latent + j] = if self.deterministic {
-                    mu[j]
-                } else {
-                    mu[j] + (0.5 * logvar[j]).exp() * eps[s * latent + j]
-                };
+        let mut z = vec![0f32; rows * samples * latent];
+        for i in 0..rows {
+            let (m, lv) = (
+                &mu[i * latent..(i + 1) * latent],
+                &logvar[i * latent..(i + 1) * latent],
+            );
+            for s in 0..samples {
+                let out = &mut z[(i * samples + s) * latent..(i * samples + s + 1) * latent];
+                for j in 0..latent {
+                    out[j] = if self.deterministic {
+                        m[j]
+                    } else {
+                        m[j] + (0.5 * lv[j]).exp() * eps[s * latent + j]
+                    };
+                }
             }
         }
-        let logits = self.classifier.forward(&z, samples, false);
-        let mut sum = vec![0f64; classes];
-        for row in logits.chunks_exact(classes) {
-            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-            let exps: Vec<f64> = row.iter().map(|&l| (l as f64 - max).exp()).collect();
-            let total: f64 = exps.iter().sum();
-            for (acc, e) in sum.iter_mut().zip(&exps) {
-                *acc += e / total;
-            }
-        }
-        sum.iter().map(|&p| (p / samples as f64) as f32).collect()
+        let logits = self.classifier.forward(&z, rows * samples, false);
+        let mut exps = vec![0f64; classes];
+        logits
+            .chunks_exact(samples * classes)
+            .map(|row_logits| {
+                let mut sum = vec![0f64; classes];
+                for row in row_logits.chunks_exact(classes) {
+                    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+                    for (e, &l) in exps.iter_mut().zip(row) {
+                        *e = (l as f64 - max).exp();
+                    }
+                    let total: f64 = exps.iter().sum();
+                    for (acc, e) in sum.iter_mut().zip(&exps) {
+                        *acc += e / total;
+                    }
+                }
+                sum.iter().map(|&p| (p / samples as f64) as f32).collect()
+            })
+            .collect()
     }
 
     /// Predict `rows` spectra from their standardised features `x` [rows, input_dim];
@@ -324,16 +349,15 @@ impl CpuNet {
     ) -> Vec<RawPrediction> {
         let latent = self.latent_dim;
         let (mu, logvar) = self.encode(x, rows);
-        (0..rows)
-            .map(|i| {
-                let (m, lv) = (
+        self.probabilities(&mu, &logvar, rows, eps, z_samples)
+            .into_iter()
+            .enumerate()
+            .map(|(i, probabilities)| RawPrediction {
+                probabilities,
+                kl_nats: self.kl_nats(
                     &mu[i * latent..(i + 1) * latent],
                     &logvar[i * latent..(i + 1) * latent],
-                );
-                RawPrediction {
-                    probabilities: self.probabilities(m, lv, eps, z_samples),
-                    kl_nats: self.kl_nats(m, lv),
-                }
+                ),
             })
             .collect()
     }
