@@ -1261,6 +1261,18 @@ fn python_json(script: &str, args: &[&str]) -> serde_json::Value {
     )
 }
 
+/// The pixels of value `code` in a band of `gdalinfo -json -hist` (its histogram's bucket).
+fn histogram_count(band: &serde_json::Value, code: u32) -> serde_json::Value {
+    let histogram = &band["histogram"];
+    let buckets = histogram["buckets"].as_array().unwrap();
+    let (min, max) = (
+        histogram["min"].as_f64().unwrap(),
+        histogram["max"].as_f64().unwrap(),
+    );
+    let width = (max - min) / buckets.len() as f64;
+    buckets[((f64::from(code) - min) / width).floor() as usize].clone()
+}
+
 /// `gdalinfo -json` (GDAL's command line, independent of our writer).
 fn gdalinfo(path: &Path, extra: &[&str]) -> serde_json::Value {
     json_output(Command::new("gdalinfo").arg("-json").args(extra).arg(path))
@@ -1375,16 +1387,9 @@ print(json.dumps({"problems": problems, "plants": n, "schema": meta["pipeline.sc
         band["categories"],
         serde_json::json!(["Unclassified", "healthy", "rust", "blight"])
     );
-    let buckets = band["histogram"]["buckets"].as_array().unwrap();
-    let (min, count) = (
-        band["histogram"]["min"].as_f64().unwrap(),
-        buckets.len() as f64,
-    );
-    let max = band["histogram"]["max"].as_f64().unwrap();
-    let bucket_of = |code: f64| ((code - min) / ((max - min) / count)).floor() as usize;
-    for (code, class) in [(1.0, "healthy"), (2.0, "rust"), (3.0, "blight")] {
+    for (code, class) in [(1, "healthy"), (2, "rust"), (3, "blight")] {
         assert_eq!(
-            buckets[bucket_of(code)],
+            histogram_count(band, code),
             v["pixels_per_class"][class],
             "{class}: {band}"
         );
@@ -2085,16 +2090,9 @@ print(json.dumps({"problems": problems, "agree": agree,
         band["categories"],
         serde_json::json!(["Unclassified", "healthy", "rust", "blight"])
     );
-    let buckets = band["histogram"]["buckets"].as_array().unwrap();
-    let (min, max) = (
-        band["histogram"]["min"].as_f64().unwrap(),
-        band["histogram"]["max"].as_f64().unwrap(),
-    );
-    let bucket_of =
-        |code: f64| ((code - min) / ((max - min) / buckets.len() as f64)).floor() as usize;
-    for (code, class) in [(1.0, "healthy"), (2.0, "rust"), (3.0, "blight")] {
+    for (code, class) in [(1, "healthy"), (2, "rust"), (3, "blight")] {
         assert_eq!(
-            buckets[bucket_of(code)],
+            histogram_count(band, code),
             v["sums"][class],
             "{class}: {band}"
         );
