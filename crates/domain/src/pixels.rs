@@ -55,7 +55,8 @@ impl PlantPixels {
     }
 }
 
-/// The per-pixel calls of one cube.
+/// The per-pixel calls of one cube, as scene rasters (the per-plant counts are
+/// [`PlantPixels`], kept in the predictions table).
 #[derive(Debug, Clone, PartialEq)]
 pub struct PixelCalls {
     pub lines: usize,
@@ -70,8 +71,6 @@ pub struct PixelCalls {
     pub kl_of_pixel: Vec<f32>,
     /// Scene raster: 1 where a scored pixel is flagged out of distribution.
     pub ood_of_pixel: Vec<u8>,
-    /// One per plant, in [`PlantSet::plants`] order.
-    pub plants: Vec<PlantPixels>,
 }
 
 /// Which pixels of each plant are scored: those whose every neighbour within `erosion_px`

@@ -68,6 +68,17 @@ pub struct PredictionTable {
     pub pixels: Option<Vec<crate::PlantPixels>>,
 }
 
+impl PredictionTable {
+    /// Severity (%) of every plant that has one: per-pixel counts, a healthy class and at least
+    /// one scored pixel; in plant order.
+    pub fn severities_pct(&self) -> Vec<f64> {
+        match (&self.pixels, self.classes.healthy_index()) {
+            (Some(pixels), Some(h)) => pixels.iter().filter_map(|p| p.severity_pct(h)).collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -68,10 +68,7 @@ impl FieldSummary {
             .map(|h| 100.0 * (n as u64 - per_class[h].1) as f64 / n as f64);
         let mut kl: Vec<f64> = table.predictions.iter().map(|p| p.kl_nats).collect();
         kl.sort_by(f64::total_cmp);
-        let mut severity: Vec<f64> = match (&table.pixels, table.classes.healthy_index()) {
-            (Some(pixels), Some(h)) => pixels.iter().filter_map(|p| p.severity_pct(h)).collect(),
-            _ => Vec::new(),
-        };
+        let mut severity = table.severities_pct();
         severity.sort_by(f64::total_cmp);
         Self {
             field_id: table.field_id.clone(),

@@ -22,7 +22,8 @@ pub(crate) struct PixelJob {
 
 /// Classify the scored pixels of every plant (see [`domain::scored_pixels`]): one pass over
 /// the cube, in blocks, `predict(spectra, n, z_samples)` on at most [`PIXEL_BATCH`] pixels at
-/// a time. Pixels with a no-data value in any band are not scored.
+/// a time. Pixels with a no-data value in any band are not scored. Returns the rasters and the
+/// per-plant counts (in `plants.plants` order).
 pub(crate) fn classify_pixels(
     cube: &Cube,
     plants: &PlantSet,
@@ -31,7 +32,7 @@ pub(crate) fn classify_pixels(
     job: PixelJob,
     z_samples: usize,
     predict: &mut PredictFn<'_>,
-) -> Result<PixelCalls> {
+) -> Result<(PixelCalls, Vec<PlantPixels>)> {
     let (lines, samples) = (plants.lines, plants.samples);
     let select = domain::scored_pixels(plants, job.erosion_px);
     let n = lines * samples;
@@ -42,8 +43,8 @@ pub(crate) fn classify_pixels(
         class_of_pixel: vec![0; n],
         kl_of_pixel: vec![f32::NAN; n],
         ood_of_pixel: vec![0; n],
-        plants: vec![PlantPixels::new(classes); plants.plants.len()],
     };
+    let mut counts = vec![PlantPixels::new(classes); plants.plants.len()];
     let bands = cube.bands();
     let mut model_spectra = Vec::new();
     let started = std::time::Instant::now();
@@ -62,7 +63,7 @@ pub(crate) fn classify_pixels(
                 predict(&model_spectra, chunk.len(), z_samples).context("predicting pixels")?;
             predicting += since.elapsed();
             for (&i, p) in chunk.iter().zip(&predictions) {
-                let plant = &mut calls.plants[select[i] as usize - 1];
+                let plant = &mut counts[select[i] as usize - 1];
                 plant.scored += 1;
                 plant.per_class[p.predicted_index] += 1;
                 plant.kl_sum_nats += p.kl_nats;
@@ -80,7 +81,7 @@ pub(crate) fn classify_pixels(
         predicting_s = format!("{:.3}", predicting.as_secs_f64()),
         "pixel pass (reading, resampling and predicting)"
     );
-    Ok(calls)
+    Ok((calls, counts))
 }
 
 #[cfg(test)]
@@ -170,7 +171,7 @@ mod tests {
                 })
                 .collect())
         };
-        let calls = classify_pixels(
+        let (calls, counts) = classify_pixels(
             &cube,
             &plants,
             &resampler,
@@ -181,17 +182,17 @@ mod tests {
         )
         .unwrap();
         // Plant 1: 3x3 core, 4 of its 9 pixels lesioned.
-        assert_eq!(calls.plants[0].scored, 9);
-        assert_eq!(calls.plants[0].per_class, vec![5, 4]);
-        assert!((calls.plants[0].severity_pct(0).unwrap() - 400.0 / 9.0).abs() < 1e-9);
+        assert_eq!(counts[0].scored, 9);
+        assert_eq!(counts[0].per_class, vec![5, 4]);
+        assert!((counts[0].severity_pct(0).unwrap() - 400.0 / 9.0).abs() < 1e-9);
         // Plant 2: 8 pixels, one no-data: 7 scored, 1 lesioned.
-        assert_eq!(calls.plants[1].scored, 7);
-        assert_eq!(calls.plants[1].per_class, vec![6, 1]);
-        assert_eq!(calls.plants[1].ood, 1);
+        assert_eq!(counts[1].scored, 7);
+        assert_eq!(counts[1].per_class, vec![6, 1]);
+        assert_eq!(counts[1].ood, 1);
         // The maps hold exactly the counted pixels.
         for (k, class) in [(0usize, 1u16), (1, 2)] {
             let in_map = calls.class_of_pixel.iter().filter(|&&c| c == class).count() as u64;
-            let in_table: u64 = calls.plants.iter().map(|p| p.per_class[k]).sum();
+            let in_table: u64 = counts.iter().map(|p| p.per_class[k]).sum();
             assert_eq!(in_map, in_table);
         }
         assert_eq!(
@@ -200,7 +201,7 @@ mod tests {
         );
         assert!(calls.kl_of_pixel[4 * samples + 7].is_nan());
         // Without erosion the edge lesion counts too.
-        let all = classify_pixels(
+        let (_, all) = classify_pixels(
             &cube,
             &plants,
             &resampler,
@@ -210,7 +211,7 @@ mod tests {
             &mut fake,
         )
         .unwrap();
-        assert_eq!(all.plants[0].scored, 25);
-        assert_eq!(all.plants[0].per_class, vec![20, 5]);
+        assert_eq!(all[0].scored, 25);
+        assert_eq!(all[0].per_class, vec![20, 5]);
     }
 }

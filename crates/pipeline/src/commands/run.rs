@@ -144,7 +144,7 @@ pub(crate) fn analyse_with(
         predict(&spectra, plants.plants.len(), job.z_samples).context("predicting")?
     };
     lap("predict", &mut since);
-    let pixel_calls = match job.pixels {
+    let (pixel_calls, pixel_counts) = match job.pixels {
         Some(pixel_job) => {
             if card.training.unit == "plant" {
                 tracing::warn!(
@@ -155,7 +155,7 @@ pub(crate) fn analyse_with(
                 );
             }
             let _span = tracing::info_span!("pixels").entered();
-            let calls = super::pixels::classify_pixels(
+            let (calls, counts) = super::pixels::classify_pixels(
                 &cube,
                 &plants,
                 &resampler,
@@ -165,14 +165,14 @@ pub(crate) fn analyse_with(
                 &mut predict,
             )?;
             tracing::info!(
-                pixels = calls.plants.iter().map(|p| p.scored).sum::<u64>(),
+                pixels = counts.iter().map(|p| p.scored).sum::<u64>(),
                 erosion_px = pixel_job.erosion_px,
                 "pixels classified"
             );
             lap("pixels", &mut since);
-            Some(calls)
+            (Some(calls), Some(counts))
         }
-        None => None,
+        None => (None, None),
     };
     let field_id = job.field_id();
     let georeference = cube.georeference().cloned();
@@ -191,7 +191,7 @@ pub(crate) fn analyse_with(
         plants: plants.plants.clone(),
         attributes: plants.attributes.clone(),
         predictions,
-        pixels: pixel_calls.as_ref().map(|c| c.plants.clone()),
+        pixels: pixel_counts,
     };
     let settings = serde_json::json!({
         "job": job,
@@ -328,28 +328,34 @@ impl Maps<'_> {
     }
 
     pub(crate) fn write_class_map(&self, path: &Path) -> Result<()> {
+        let class_of = self.plants.pixel_plants.iter().map(|&p| match p {
+            0 => None,
+            p => Some(self.class_index(p as usize - 1)),
+        });
+        self.write_classes(path, class_of, "class map")
+    }
+
+    /// A class-map GeoTIFF from each pixel's class index (None: no class), with the colour
+    /// table and category names.
+    fn write_classes(
+        &self,
+        path: &Path,
+        class_of: impl Iterator<Item = Option<usize>>,
+        what: &str,
+    ) -> Result<()> {
         let classes = &self.table.classes;
-        let codes = self
-            .plants
-            .pixel_plants
-            .iter()
-            .map(|&p| match p {
-                0 => 0,
-                p => classes
-                    .get(self.class_index(p as usize - 1))
-                    .map_or(0, |c| c.code),
-            })
-            .collect();
         let labels = LabelRaster {
             lines: self.plants.lines,
             samples: self.plants.samples,
-            codes,
+            codes: class_of
+                .map(|k| k.and_then(|k| classes.get(k)).map_or(0, |c| c.code))
+                .collect(),
             classes: classes.clone(),
             georeference: self.cube.georeference().cloned(),
         };
         let colours: Vec<[u8; 3]> = (0..classes.len()).map(|k| classes.colour(k)).collect();
         ingest::write_class_map(path, &labels, &colours)
-            .with_context(|| format!("writing the class map {}", path.display()))
+            .with_context(|| format!("writing the {what} {}", path.display()))
     }
 
     pub(crate) fn write_kl_map(&self, path: &Path) -> Result<()> {
@@ -412,25 +418,11 @@ impl Maps<'_> {
     /// Class code of every scored pixel (GeoTIFF with colour table and category names).
     pub(crate) fn write_pixel_class_map(&self, path: &Path) -> Result<()> {
         let pixels = self.pixel_calls(path)?;
-        let classes = &self.table.classes;
-        let codes = pixels
+        let class_of = pixels
             .class_of_pixel
             .iter()
-            .map(|&c| match c {
-                0 => 0,
-                c => classes.get(c as usize - 1).map_or(0, |c| c.code),
-            })
-            .collect();
-        let labels = LabelRaster {
-            lines: pixels.lines,
-            samples: pixels.samples,
-            codes,
-            classes: classes.clone(),
-            georeference: self.cube.georeference().cloned(),
-        };
-        let colours: Vec<[u8; 3]> = (0..classes.len()).map(|k| classes.colour(k)).collect();
-        ingest::write_class_map(path, &labels, &colours)
-            .with_context(|| format!("writing the pixel class map {}", path.display()))
+            .map(|&c| (c > 0).then(|| c as usize - 1));
+        self.write_classes(path, class_of, "pixel class map")
     }
 
     /// KL of every scored pixel (float32 GeoTIFF, NaN elsewhere).
@@ -538,18 +530,11 @@ pub(crate) fn write_report(
             _ => None,
         };
         let (lesion_map, severity_histogram) = match maps.pixels {
-            Some(pixels) => {
+            Some(_) => {
                 maps.write_pixel_class_map(&tmp.join("pixel-class-map.tif"))?;
                 maps.write_pixel_kl_map(&tmp.join("pixel-kl-map.tif"))?;
                 maps.write_lesion_map_png(&tmp.join("lesion-map.png"))?;
-                let severity: Vec<f64> = match maps.table.classes.healthy_index() {
-                    Some(h) => pixels
-                        .plants
-                        .iter()
-                        .filter_map(|p| p.severity_pct(h))
-                        .collect(),
-                    None => Vec::new(),
-                };
+                let severity = maps.table.severities_pct();
                 let histogram = (!severity.is_empty())
                     .then(|| {
                         report::write_severity_histogram(
