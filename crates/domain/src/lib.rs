@@ -7,6 +7,7 @@
 
 mod classes;
 mod error;
+mod observation;
 mod pixels;
 mod plants;
 mod prediction;
@@ -17,9 +18,10 @@ mod spectral_axis;
 
 pub use classes::{ClassInfo, ClassSet};
 pub use error::Error;
+pub use observation::PlantObservation;
 pub use pixels::{scored_pixels, PixelCalls, PlantPixels};
 pub use plants::{AttributeType, AttributeValue, BoundingBox, Plant, PlantSet};
-pub use prediction::{entropy_nats, Prediction, PredictionTable};
+pub use prediction::{entropy_nats, Prediction, PredictionTable, ValuePrediction};
 pub use preprocess::{Preprocessing, Preprocessor, SavitzkyGolay, WATER_BANDS_NM};
 pub use raster::{GeoReference, Interleave, LabelRaster, RasterCube};
 pub use samples::{SampleUnit, SpectralSamples};

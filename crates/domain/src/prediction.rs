@@ -36,6 +36,25 @@ impl Prediction {
     }
 }
 
+/// A regression model's prediction for one spectrum (a continuous target such as severity): the
+/// predictive distribution (the mixture over samples of z and ensemble members, moment-matched to
+/// a Gaussian and scaled by the model's calibration), its central interval, and the KL.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ValuePrediction {
+    pub mean: f64,
+    /// Standard deviation of the predictive distribution.
+    pub sd: f64,
+    /// Central interval of the model's level (90% by default): mean -/+ z sd.
+    pub lower: f64,
+    pub upper: f64,
+    /// Differential entropy of the predictive Gaussian, nats: 0.5 ln(2 pi e sd^2).
+    pub entropy_nats: f64,
+    /// KL(q(z|x) || N(0, I)) in nats, as for classes.
+    pub kl_nats: f64,
+    /// KL or entropy above the model's out-of-distribution thresholds.
+    pub ood: bool,
+}
+
 /// Shannon entropy in nats of a probability vector (zeros contribute nothing).
 pub fn entropy_nats(probabilities: &[f32]) -> f64 {
     probabilities
@@ -66,6 +85,9 @@ pub struct PredictionTable {
     pub predictions: Vec<Prediction>,
     /// Per plant, the counts of its pixels' calls (`run --per-pixel`), in `plants` order.
     pub pixels: Option<Vec<crate::PlantPixels>>,
+    /// A regression model's prediction for every plant's mean spectrum (`run --severity-model`):
+    /// the target's name and one prediction per plant, in `plants` order.
+    pub values: Option<(String, Vec<ValuePrediction>)>,
 }
 
 impl PredictionTable {

@@ -24,6 +24,10 @@ pub struct SpectralSamples {
     /// Group of each sample (plant or region id): samples of one group never sit on both sides of a
     /// validation split.
     pub groups: Vec<u32>,
+    /// A continuous target per sample (a regression target such as severity, 0-1, or a disease
+    /// score), when the samples are for a regression model; `None` for class labels. With values,
+    /// `classes` holds one class named after the target and every label code is its code.
+    pub values: Option<Vec<f64>>,
 }
 
 impl SpectralSamples {

@@ -182,7 +182,102 @@ pub fn labelled_samples(
         spectra,
         label_codes,
         groups,
+        values: None,
     })
+}
+
+/// Read a single-band severity raster: the share (0-1) of symptomatic tissue of each pixel or of
+/// its plant. No-data, NaN and negative pixels are unlabelled (NaN in the result); a value above 1
+/// is an error naming the pixel.
+pub fn read_severity_raster(path: &Path) -> Result<(usize, usize, Vec<f64>)> {
+    let files = locate(path)?;
+    let dataset = gdal::Dataset::open(&files.data)
+        .map_err(|e| Error::gdal_open(&files.data, "a raster", e))?;
+    if dataset.raster_count() != 1 {
+        return Err(Error::invalid(
+            &files.data,
+            format!(
+                "a severity raster has one band, this one has {}",
+                dataset.raster_count()
+            ),
+        ));
+    }
+    let (samples, lines) = dataset.raster_size();
+    let band = dataset
+        .rasterband(1)
+        .map_err(|e| Error::gdal(&files.data, "open band 1", e))?;
+    let no_data = band.no_data_value();
+    let read = band
+        .read_as::<f64>((0, 0), (samples, lines), (samples, lines), None)
+        .map_err(|e| Error::gdal(&files.data, "read the severities", e))?;
+    let mut values = Vec::with_capacity(lines * samples);
+    for (i, &v) in read.data().iter().enumerate() {
+        if v.is_nan() || v < 0.0 || no_data == Some(v) {
+            values.push(f64::NAN);
+        } else if v > 1.0 {
+            return Err(Error::invalid(
+                &files.data,
+                format!(
+                    "pixel (line {}, sample {}) has severity {v}; severities are shares of tissue, 0-1",
+                    i / samples,
+                    i % samples
+                ),
+            ));
+        } else {
+            values.push(v);
+        }
+    }
+    Ok((lines, samples, values))
+}
+
+/// Samples of `cube` with a severity (`values`, row-major, NaN = unlabelled; `lines` x `samples`
+/// as the cube): every labelled pixel, or one mean spectrum per connected region of labelled
+/// pixels with its mean severity. The samples' one class is named `severity`; groups are the
+/// regions. `path` names the severity raster in errors.
+pub fn severity_samples(
+    cube: &Cube,
+    (lines, samples, values): (usize, usize, &[f64]),
+    path: &Path,
+    unit: SampleUnit,
+) -> Result<SpectralSamples> {
+    let classes = ClassSet::new(vec![ClassInfo {
+        code: 1,
+        name: "severity".into(),
+    }])
+    .map_err(|source| Error::Domain {
+        path: path.into(),
+        source,
+    })?;
+    let labels = LabelRaster {
+        lines,
+        samples,
+        codes: values.iter().map(|v| u32::from(!v.is_nan())).collect(),
+        classes,
+        georeference: None,
+    };
+    let mut found = labelled_samples(cube, &labels, path, unit)?;
+    let targets = match unit {
+        // labelled_samples takes pixels in row-major order.
+        SampleUnit::Pixel => values.iter().copied().filter(|v| !v.is_nan()).collect(),
+        SampleUnit::Plant => {
+            // Groups are the regions' ids (1..), as in the components of the label raster.
+            let components = label_components(&labels.codes, lines, samples);
+            let mut sums = vec![(0.0f64, 0usize); components.region_count + 1];
+            for (&region, &v) in components.region_of_pixel.iter().zip(values) {
+                if region != 0 {
+                    sums[region as usize].0 += v;
+                    sums[region as usize].1 += 1;
+                }
+            }
+            found
+                .groups
+                .iter()
+                .map(|&g| sums[g as usize].0 / sums[g as usize].1.max(1) as f64)
+                .collect()
+        }
+    };
+    found.values = Some(targets);
+    Ok(found)
 }
 
 /// Spectra of the pixels for which `keep(pixel index)` holds (row-major index), every `stride`-th

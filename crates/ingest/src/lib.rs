@@ -29,7 +29,9 @@ pub use cube::{Cube, CubeFormat, EnviReader, ReadConfig};
 pub use describe::CubeDescription;
 pub use envi_header::EnviHeader;
 pub use error::{Error, Result};
-pub use labels::{labelled_samples, pixel_spectra, read_label_raster};
+pub use labels::{
+    labelled_samples, pixel_spectra, read_label_raster, read_severity_raster, severity_samples,
+};
 pub use locate::{locate, RasterFiles};
 pub use morphology::{open_mask, otsu_threshold};
 pub use plants::{

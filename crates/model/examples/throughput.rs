@@ -51,6 +51,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         spectra,
         label_codes: codes,
         groups: (0..n as u32).collect(),
+        values: None,
     };
     let config = TrainConfig {
         latent_dim: 32,

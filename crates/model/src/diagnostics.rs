@@ -29,6 +29,9 @@ pub struct SetDiagnostics {
     pub negative_log_likelihood_nats: f64,
     /// Expected calibration error, 15 bins.
     pub expected_calibration_error: f64,
+    /// For a continuous target (accuracy and ECE are then 0; the NLL is the Gaussian one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regression: Option<crate::regression::RegressionMetrics>,
 }
 
 impl SetDiagnostics {
@@ -43,6 +46,7 @@ impl SetDiagnostics {
             active_dimensions: 0,
             negative_log_likelihood_nats: 0.0,
             expected_calibration_error: 0.0,
+            regression: None,
         }
     }
 }
@@ -115,6 +119,7 @@ pub(crate) fn diagnose(
             kl_per_dimension_nats,
             negative_log_likelihood_nats: metrics.negative_log_likelihood_nats,
             expected_calibration_error: metrics.expected_calibration_error,
+            regression: None,
         },
         predictions,
     ))
@@ -165,6 +170,26 @@ impl OodThresholds {
     }
 
     pub fn flags(&self, prediction: &Prediction) -> bool {
+        prediction.kl_nats > self.kl_nats || prediction.entropy_nats > self.entropy_nats
+    }
+
+    /// Thresholds at `percentile` of a regression model's held-out KL and predictive entropy.
+    pub(crate) fn calibrate_values(
+        predictions: &[domain::ValuePrediction],
+        percentile: f64,
+        calibrated_on: &str,
+    ) -> Self {
+        let kl: Vec<f64> = predictions.iter().map(|p| p.kl_nats).collect();
+        let entropy: Vec<f64> = predictions.iter().map(|p| p.entropy_nats).collect();
+        Self {
+            percentile,
+            kl_nats: percentile_of(&kl, percentile),
+            entropy_nats: percentile_of(&entropy, percentile),
+            calibrated_on: calibrated_on.to_string(),
+        }
+    }
+
+    pub fn flags_value(&self, prediction: &domain::ValuePrediction) -> bool {
         prediction.kl_nats > self.kl_nats || prediction.entropy_nats > self.entropy_nats
     }
 }

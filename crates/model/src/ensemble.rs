@@ -1,4 +1,5 @@
-//! The networks of a model: one, or an ensemble whose probabilities are averaged.
+//! The networks of a model: one, or an ensemble whose probabilities are averaged (for a Gaussian
+//! head: the mixture's first two moments, E[y] and E[y^2], which average the same way).
 //!
 //! Every member sees the same standardised spectra; each gives the softmax averaged over the
 //! samples of z (the same eps table for all) and its KL. The ensemble's probabilities are the
@@ -9,7 +10,7 @@ use tch::{nn, Kind, Tensor};
 
 use crate::error::{Error, Result, TorchContext};
 use crate::inference::{eps_table, Conv, CpuNet, Dense, RawPrediction};
-use crate::network::{Architecture, EncoderKind, VibNet};
+use crate::network::{Architecture, EncoderKind, Head, VibNet, LOGVAR_MAX, LOGVAR_MIN};
 use crate::training::tensor_2d;
 
 /// One trained network.
@@ -88,7 +89,11 @@ impl Member {
                     } else {
                         &mu + &sigma * eps.select(0, s as i64)
                     };
-                    sum += self.net.classify(&z).softmax(-1, Kind::Float);
+                    let outputs = self.net.classify(&z);
+                    sum += match arch.head {
+                        Head::Classifier => outputs.softmax(-1, Kind::Float),
+                        Head::Gaussian => gaussian_moments(&outputs),
+                    };
                 }
                 (sum / samples as f64, kl)
             });
@@ -105,6 +110,15 @@ impl Member {
         }
         Ok(out)
     }
+}
+
+/// A Gaussian head's outputs [n, 2] (mean, log-variance) as the moments (E[y], E[y^2]) [n, 2]
+/// that average into the mixture's moments.
+fn gaussian_moments(outputs: &Tensor) -> Tensor {
+    let mean = outputs.select(1, 0);
+    let variance = outputs.select(1, 1).clamp(LOGVAR_MIN, LOGVAR_MAX).exp();
+    let second = &variance + mean.square();
+    Tensor::stack(&[mean, second], 1)
 }
 
 /// The members' mean probabilities and mean KL, per spectrum; a single member's predictions are
@@ -191,5 +205,6 @@ fn cpu_net(vs: &nn::VarStore, arch: &Architecture) -> Result<Option<CpuNet>> {
         classifier: dense("classifier")?,
         latent_dim: arch.latent_dim,
         deterministic: arch.deterministic,
+        output: arch.head,
     }))
 }

@@ -21,7 +21,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
-use crate::network::{EncoderKind, LOGVAR_MAX, LOGVAR_MIN};
+use crate::network::{EncoderKind, Head, LOGVAR_MAX, LOGVAR_MIN};
 use crate::split::SplitMix64;
 
 /// Rows a thread takes at a time.
@@ -147,11 +147,15 @@ pub(crate) struct CpuNet {
     pub classifier: Dense,
     pub latent_dim: usize,
     pub deterministic: bool,
+    pub output: Head,
 }
 
-/// One spectrum's prediction before it becomes a [`domain::Prediction`].
+/// One spectrum's prediction before it becomes a [`domain::Prediction`] (or, for a Gaussian
+/// head, a [`domain::ValuePrediction`]).
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct RawPrediction {
+    /// The softmax averaged over samples of z; for a Gaussian head, the mixture's moments
+    /// (E[y], E[y^2]) on the standardised target.
     pub probabilities: Vec<f32>,
     pub kl_nats: f64,
 }
@@ -269,6 +273,26 @@ impl CpuNet {
             }
         }
         let logits = self.classifier.forward(&z, rows * samples, false);
+        if self.output == Head::Gaussian {
+            // Per sample a mean and a log-variance: the mixture's E[y] and E[y^2].
+            return logits
+                .chunks_exact(samples * 2)
+                .map(|row_outputs| {
+                    let (mut first, mut second) = (0f64, 0f64);
+                    for out in row_outputs.chunks_exact(2) {
+                        let mean = out[0] as f64;
+                        let variance =
+                            (out[1].clamp(LOGVAR_MIN as f32, LOGVAR_MAX as f32) as f64).exp();
+                        first += mean;
+                        second += variance + mean * mean;
+                    }
+                    vec![
+                        (first / samples as f64) as f32,
+                        (second / samples as f64) as f32,
+                    ]
+                })
+                .collect();
+        }
         let mut exps = vec![0f64; classes];
         logits
             .chunks_exact(samples * classes)

@@ -18,6 +18,7 @@ mod inference;
 mod metrics;
 mod network;
 mod persist;
+mod regression;
 mod selection;
 mod split;
 mod training;
@@ -34,7 +35,11 @@ pub use diagnostics::{
 };
 pub use error::{Error, Result};
 pub use metrics::{ClassMetrics, Metrics};
-pub use network::{Architecture, EncoderKind};
+pub use network::{Architecture, EncoderKind, Head};
+pub use regression::{
+    normal_quantile, spearman_rho, RegressionCalibration, RegressionMetrics, RegressionTarget,
+    DEFAULT_INTERVAL_LEVEL,
+};
 pub use selection::{
     describe_preprocessing, CandidateRecord, Fixed, Selection, TuneSettings, BETA_CHOICES,
     CAPACITY_CHOICES, PREPROCESSING_CHOICES, REFERENCE_WORK_PER_SECOND, REGULARISATION_CHOICES,

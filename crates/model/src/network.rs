@@ -1,5 +1,6 @@
 //! The VIB network: an encoder (MLP, or 1D convolutions along the spectrum followed by the MLP) to
-//! (mu, logvar), reparameterised z, linear classifier on z.
+//! (mu, logvar), reparameterised z, a linear decoder on z: class logits p(y|z), or the mean and
+//! log-variance of a Gaussian p(y|z) for a continuous target (severity).
 
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
@@ -20,6 +21,28 @@ pub enum EncoderKind {
     Conv,
 }
 
+/// What the decoder p(y|z) predicts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Head {
+    /// Class logits; the likelihood is the softmax (cross-entropy loss).
+    #[default]
+    Classifier,
+    /// A continuous target: two outputs, the mean and log-variance of a Gaussian p(y|z) on the
+    /// standardised target; the loss is its negative log-likelihood.
+    Gaussian,
+}
+
+impl Head {
+    /// Outputs of the decoder for `classes` classes.
+    pub fn outputs(self, classes: usize) -> usize {
+        match self {
+            Head::Classifier => classes,
+            Head::Gaussian => 2,
+        }
+    }
+}
+
 /// Architecture, stored in the model file.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Architecture {
@@ -28,7 +51,10 @@ pub struct Architecture {
     pub input_dim: usize,
     pub hidden_dims: Vec<usize>,
     pub latent_dim: usize,
+    /// Outputs of the decoder: the number of classes, or 2 (mean, log-variance) for a Gaussian head.
     pub classes: usize,
+    #[serde(default)]
+    pub head: Head,
     /// The deterministic baseline: z = mu, no sampling, no KL term (and no rate to report).
     #[serde(default)]
     pub deterministic: bool,
@@ -42,6 +68,7 @@ pub(crate) struct VibNet {
     classifier: nn::Linear,
     latent_dim: i64,
     deterministic: bool,
+    pub(crate) output: Head,
 }
 
 impl VibNet {
@@ -101,6 +128,7 @@ impl VibNet {
             classifier,
             latent_dim,
             deterministic: arch.deterministic,
+            output: arch.head,
         }
     }
 
@@ -161,12 +189,31 @@ pub(crate) struct Loss {
     pub kl: Tensor,
 }
 
-/// `x`: [n, input_dim], `y`: [n] class indices (int64). Returns the loss and the logits [n, classes].
+/// Gaussian -ln p(y|z) per row of the decoder's outputs [n, 2] (mean, log-variance clamped as the
+/// encoder's) for targets `y` [n] (float): 0.5 (ln 2 pi + logvar + (y - mean)^2 / exp(logvar)).
+pub(crate) fn gaussian_nll(outputs: &Tensor, y: &Tensor) -> Tensor {
+    let mean = outputs.select(1, 0);
+    let logvar = outputs.select(1, 1).clamp(LOGVAR_MIN, LOGVAR_MAX);
+    ((y - mean).square() * (-&logvar).exp() + logvar + (2.0 * std::f64::consts::PI).ln()) * 0.5
+}
+
+/// -ln p(y|z) averaged over the batch, for the decoder's outputs and targets `y` (class indices,
+/// int64, for the classifier; standardised values, float, for the Gaussian head).
+pub(crate) fn likelihood_loss(head: Head, outputs: &Tensor, y: &Tensor) -> Tensor {
+    match head {
+        Head::Classifier => outputs.cross_entropy_for_logits(y),
+        Head::Gaussian => gaussian_nll(outputs, y).mean(Kind::Float),
+    }
+}
+
+/// `x`: [n, input_dim], `y`: [n] class indices (int64) or standardised targets (float, Gaussian
+/// head). Returns the loss and the decoder's outputs [n, classes or 2]. `cross_entropy` is the
+/// mean -ln p(y|z) of either head.
 pub(crate) fn vib_loss(net: &VibNet, x: &Tensor, y: &Tensor, beta: f64) -> (Loss, Tensor) {
     let (mu, logvar) = net.encode(x);
     let z = net.sample_z(&mu, &logvar);
     let logits = net.classify(&z);
-    let cross_entropy = logits.cross_entropy_for_logits(y);
+    let cross_entropy = likelihood_loss(net.output, &logits, y);
     let kl = net
         .rate_per_dimension(&mu, &logvar)
         .sum_dim_intlist(1, false, Kind::Float)
@@ -243,6 +290,7 @@ mod tests {
             hidden_dims: vec![8],
             latent_dim: 3,
             classes: 3,
+            head: Head::Classifier,
             deterministic: false,
         };
         let net = VibNet::new(&vs.root(), &arch);

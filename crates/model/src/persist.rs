@@ -226,8 +226,31 @@ fn card_from_bytes(path: &Path, bytes: &[u8]) -> Result<ModelCard> {
             "standardisation or input size does not match the preprocessed wavelengths".into(),
         ));
     }
-    if card.architecture.classes != card.classes.len() {
+    if card.architecture.classes != card.architecture.head.outputs(card.classes.len()) {
         return Err(format("class count does not match the classifier".into()));
+    }
+    match (&card.target, card.architecture.head) {
+        (Some(t), crate::network::Head::Gaussian) => {
+            let valid = t.std > 0.0
+                && t.std.is_finite()
+                && t.mean.is_finite()
+                && t.variance_scale > 0.0
+                && t.variance_scale.is_finite()
+                && t.interval_level > 0.0
+                && t.interval_level < 1.0;
+            if !valid {
+                return Err(format(format!(
+                    "target '{}': scale, variance scale or interval level out of range",
+                    t.name
+                )));
+            }
+        }
+        (None, crate::network::Head::Classifier) => {}
+        _ => {
+            return Err(format(
+                "the decoder and the target disagree (a Gaussian head needs a target)".into(),
+            ))
+        }
     }
     Ok(card)
 }

@@ -30,6 +30,8 @@ use crate::config::TrainConfig;
 use crate::ensemble::Member;
 use crate::error::{Error, Result};
 use crate::inference::RawPrediction;
+use crate::network::Head;
+use crate::regression::{fit_variance_scale, mean_nll, moments};
 use crate::split::{fewest_groups_per_class, grouped_folds, SplitMix64};
 use crate::training::{architecture, fit, forward_cost, Batch, Features};
 
@@ -106,13 +108,18 @@ pub struct CandidateRecord {
     pub weight_decay: f64,
     pub input_noise: f64,
     pub folds_evaluated: usize,
-    /// Out-of-fold NLL after calibration (temperature and class offsets), nats (the selection
-    /// criterion).
+    /// Out-of-fold NLL after calibration (temperature and class offsets; for a continuous target,
+    /// the variance scale), nats (the selection criterion).
     pub cv_nll_nats: f64,
     /// Out-of-fold NLL of the raw probabilities, nats.
     pub cv_raw_nll_nats: f64,
+    /// Out-of-fold accuracy (0 for a continuous target).
     pub cv_accuracy: f64,
-    /// Temperature fitted on its out-of-fold predictions.
+    /// Out-of-fold root mean squared error of a continuous target, in its units.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cv_rmse: Option<f64>,
+    /// Temperature fitted on its out-of-fold predictions (for a continuous target: the factor
+    /// on the predictive standard deviation, the square root of the variance scale).
     pub temperature: f64,
     /// Class log-offsets fitted with it (empty: none).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -138,7 +145,7 @@ pub struct Selection {
     pub winner: usize,
     pub reason: String,
     /// Out-of-fold accuracy of the winner's ensemble (each fold's members averaged), over the
-    /// first folds that hold 1,000 samples (all folds for smaller sets).
+    /// first folds that hold 1,000 samples (all folds for smaller sets); 0 for a continuous target.
     pub ensemble_cv_accuracy: f64,
     #[serde(default)]
     pub ensemble_cv_samples: usize,
@@ -205,6 +212,7 @@ impl Candidate {
             cv_nll_nats: f64::INFINITY,
             cv_raw_nll_nats: f64::INFINITY,
             cv_accuracy: 0.0,
+            cv_rmse: None,
             temperature: 1.0,
             class_log_bias: Vec::new(),
             best_epochs: Vec::new(),
@@ -233,7 +241,10 @@ impl Candidate {
 /// The cross-validation: data, folds and the preprocessed features of each chain tried.
 struct CrossValidation<'a> {
     samples: &'a SpectralSamples,
+    /// Class indices, or the strata of a continuous target.
     targets: &'a [usize],
+    /// The standardised continuous target (Gaussian head) and its standard deviation.
+    values: Option<(&'a [f32], f64)>,
     fold_of: Vec<usize>,
     k: usize,
     device: tch::Device,
@@ -251,7 +262,8 @@ impl CrossValidation<'_> {
             .map_err(|e| Error::Data(format!("preprocessing: {e}")))?;
         if !self.features.contains_key(&key) {
             let data =
-                Features::prepare(self.samples, &candidate.config.preprocessing, self.targets)?;
+                Features::prepare(self.samples, &candidate.config.preprocessing, self.targets)?
+                    .with_target_values(self.values.map(|(v, _)| v));
             self.features.insert(key.clone(), data);
         }
         let data = &self.features[&key];
@@ -261,7 +273,12 @@ impl CrossValidation<'_> {
         let train = Batch::new(data, &train_idx, &mean, &std, self.device)?;
         let validation = Batch::new(data, &val_idx, &mean, &std, self.device)?;
         let config = &candidate.config;
-        let arch = architecture(config, data.features, self.samples.classes.len())?;
+        let head = if self.values.is_some() {
+            Head::Gaussian
+        } else {
+            Head::Classifier
+        };
+        let arch = architecture(config, data.features, head, self.samples.classes.len())?;
         let fitted = fit(
             &train,
             Some(&validation),
@@ -288,6 +305,34 @@ impl CrossValidation<'_> {
         record.folds_evaluated += 1;
         self.work_seconds += work;
         // Scores over the folds evaluated so far.
+        if let Some((values, std)) = self.values {
+            let (mut predicted, mut truth) = (Vec::new(), Vec::new());
+            for (i, p) in candidate.out_of_fold.iter().enumerate() {
+                if let Some(p) = p {
+                    predicted.push(moments(p));
+                    truth.push(values[i] as f64);
+                }
+            }
+            let scale = fit_variance_scale(&predicted, &truth);
+            // In target units: the standardised NLL plus ln std.
+            record.cv_nll_nats = mean_nll(&predicted, &truth, scale) + std.ln();
+            record.cv_raw_nll_nats = mean_nll(&predicted, &truth, 1.0) + std.ln();
+            record.temperature = scale.sqrt();
+            let squared: f64 = predicted
+                .iter()
+                .zip(&truth)
+                .map(|(&(m, _), y)| (y - m).powi(2))
+                .sum();
+            record.cv_rmse = Some((squared / truth.len().max(1) as f64).sqrt() * std);
+            tracing::debug!(
+                candidate = record.id,
+                fold,
+                nll = record.cv_nll_nats,
+                rmse = record.cv_rmse,
+                "cross-validation fold"
+            );
+            return Ok(());
+        }
         let (mut probabilities, mut truth) = (Vec::new(), Vec::new());
         let mut correct = 0usize;
         for (i, p) in candidate.out_of_fold.iter().enumerate() {
@@ -388,11 +433,14 @@ fn best_complete(candidates: &[Candidate], k: usize) -> Option<usize> {
         })
 }
 
-/// Select the configuration for `samples` (class indices `targets`) from the search space around
-/// `base`, keeping what `fixed` names.
+/// Select the configuration for `samples` (class indices `targets`, or the strata of the
+/// standardised continuous target `values` with its standard deviation) from the search space
+/// around `base`, keeping what `fixed` names.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn select(
     samples: &SpectralSamples,
     targets: &[usize],
+    values: Option<(&[f32], f64)>,
     base: &TrainConfig,
     fixed: Fixed,
     settings: &TuneSettings,
@@ -414,14 +462,20 @@ pub(crate) fn select(
     }
     let (fewest, class) = fewest_groups_per_class(targets, &samples.groups);
     if fewest < 2 {
+        let what = match values {
+            Some(_) => format!("target stratum {} (of its quintiles or scores)", class + 1),
+            None => format!(
+                "class '{}'",
+                samples
+                    .classes
+                    .iter()
+                    .nth(class)
+                    .map_or("?", |c| c.name.as_str())
+            ),
+        };
         return Err(Error::Data(format!(
-            "class '{}' has {fewest} sample group(s); cross-validation needs at least 2 per class \
-             (train without selection with --no-tune)",
-            samples
-                .classes
-                .iter()
-                .nth(class)
-                .map_or("?", |c| c.name.as_str())
+            "{what} has {fewest} sample group(s); cross-validation needs at least 2 per class \
+             (train without selection with --no-tune)"
         )));
     }
     let k = settings.folds.min(fewest);
@@ -434,6 +488,7 @@ pub(crate) fn select(
     let mut cv = CrossValidation {
         samples,
         targets,
+        values,
         fold_of: grouped_folds(targets, &samples.groups, k, base.seed),
         k,
         device,
@@ -542,11 +597,11 @@ pub(crate) fn select(
     }
     SplitMix64::new(base.seed ^ 0x0005_E1EC_7000_0003).shuffle(&mut grid);
     let remaining = settings.budget_seconds - cv.work_seconds;
-    let base_cost = forward_cost(&architecture(&chosen, 2, 2)?);
+    let base_cost = forward_cost(&architecture(&chosen, 2, Head::Classifier, 2)?);
     // A candidate's work scales with its network's cost relative to the base's.
     let costs: Vec<f64> = grid
         .iter()
-        .map(|c| Ok(unit * forward_cost(&architecture(c, 2, 2)?) / base_cost))
+        .map(|c| Ok(unit * forward_cost(&architecture(c, 2, Head::Classifier, 2)?) / base_cost))
         .collect::<Result<_>>()?;
     let halving_2 = costs.iter().sum::<f64>() * k_f > remaining;
     let per = if halving_2 { per_candidate } else { k_f };
@@ -583,11 +638,14 @@ pub(crate) fn select(
         .iter()
         .filter(|c| c.record.folds_evaluated == k)
         .count();
+    let second_score = match w.record.cv_rmse {
+        Some(rmse) => format!("RMSE {rmse:.4}"),
+        None => format!("accuracy {:.4}", w.record.cv_accuracy),
+    };
     let reason = format!(
-        "lowest out-of-fold NLL after calibration ({:.4} nats, accuracy {:.4}) of the {complete} \
+        "lowest out-of-fold NLL after calibration ({:.4} nats, {second_score}) of the {complete} \
          candidate(s) evaluated on all {k} folds; {} candidate(s) tried in {:.0} s of training work",
         w.record.cv_nll_nats,
-        w.record.cv_accuracy,
         candidates.len(),
         search_work
     );
@@ -634,12 +692,16 @@ pub(crate) fn select(
         );
     }
     let averaged = crate::ensemble::average(per_member);
-    let ensemble_accuracy = averaged
-        .iter()
-        .zip(&held)
-        .filter(|(p, &i)| argmax(&p.probabilities) == targets[i])
-        .count() as f64
-        / held.len() as f64;
+    let ensemble_accuracy = if values.is_some() {
+        0.0
+    } else {
+        averaged
+            .iter()
+            .zip(&held)
+            .filter(|(p, &i)| argmax(&p.probabilities) == targets[i])
+            .count() as f64
+            / held.len() as f64
+    };
     let out_of_fold: Vec<(usize, RawPrediction)> = held.into_iter().zip(averaged).collect();
     let config = TrainConfig {
         epochs: refit_epochs,

@@ -10,7 +10,7 @@ use tch::{nn, Kind, Tensor};
 
 use crate::config::{ClassBalance, TrainConfig};
 use crate::error::{Error, Result, TorchContext};
-use crate::network::{vib_loss, Architecture, EncoderKind, VibNet};
+use crate::network::{vib_loss, Architecture, EncoderKind, Head, VibNet};
 use crate::vib::{seeded_lock, EpochRecord};
 
 /// Labelled spectra after a preprocessing chain: row-major `[n, features]`.
@@ -18,8 +18,11 @@ use crate::vib::{seeded_lock, EpochRecord};
 pub(crate) struct Features {
     pub values: Vec<f32>,
     pub features: usize,
-    /// Class index of each row.
+    /// Class index of each row (for a continuous target: its quantile bin, the strata of the
+    /// splits).
     pub targets: Vec<usize>,
+    /// The standardised continuous target of each row, for a Gaussian head.
+    pub target_values: Option<Vec<f32>>,
 }
 
 impl Features {
@@ -45,7 +48,14 @@ impl Features {
             values,
             features,
             targets: targets.to_vec(),
+            target_values: None,
         })
+    }
+
+    /// With standardised continuous targets (one per row), for a Gaussian head.
+    pub(crate) fn with_target_values(mut self, values: Option<&[f32]>) -> Self {
+        self.target_values = values.map(<[f32]>::to_vec);
+        self
     }
 
     pub(crate) fn row(&self, i: usize) -> &[f32] {
@@ -110,7 +120,8 @@ pub(crate) fn tensor_2d(
         .map(|t| t.to_device(device))
 }
 
-/// Standardised spectra and class indices on the device.
+/// Standardised spectra and targets on the device: class indices (int64), or standardised values
+/// (float) when the features carry continuous targets.
 pub(crate) struct Batch {
     pub x: Tensor,
     pub y: Tensor,
@@ -126,10 +137,19 @@ impl Batch {
         device: tch::Device,
     ) -> Result<Self> {
         let x = data.standardised(idx, mean, std);
-        let y: Vec<i64> = idx.iter().map(|&i| data.targets[i] as i64).collect();
+        let y = match &data.target_values {
+            Some(values) => {
+                let y: Vec<f32> = idx.iter().map(|&i| values[i]).collect();
+                Tensor::from_slice(&y)
+            }
+            None => {
+                let y: Vec<i64> = idx.iter().map(|&i| data.targets[i] as i64).collect();
+                Tensor::from_slice(&y)
+            }
+        };
         Ok(Self {
             x: tensor_2d(&x, idx.len(), data.features, device)?,
-            y: Tensor::from_slice(&y).to_device(device),
+            y: y.to_device(device),
             rows: idx.len(),
         })
     }
@@ -145,10 +165,11 @@ pub(crate) struct Fitted {
     pub best_epoch: usize,
 }
 
-/// The architecture `config` gives for `features` inputs and `classes` classes.
+/// The architecture `config` gives for `features` inputs and a `head` over `classes` classes.
 pub(crate) fn architecture(
     config: &TrainConfig,
     features: usize,
+    head: Head,
     classes: usize,
 ) -> Result<Architecture> {
     if config.encoder == EncoderKind::Conv && features < 8 {
@@ -161,7 +182,8 @@ pub(crate) fn architecture(
         input_dim: features,
         hidden_dims: config.hidden_dims.clone(),
         latent_dim: config.latent_dim,
-        classes,
+        classes: head.outputs(classes),
+        head,
         deterministic: config.deterministic,
     })
 }
@@ -193,8 +215,10 @@ pub(crate) fn fit(
     .doing("building the optimiser")?;
 
     let n_train = train.rows as i64;
+    let classifier = architecture.head == Head::Classifier;
+    // A continuous target is never rebalanced: that would change the distribution it is fitted to.
     let sample_weights = match config.class_balance {
-        ClassBalance::Sampling => {
+        ClassBalance::Sampling if classifier => {
             let y: Vec<i64> =
                 Vec::try_from(train.y.to_device(tch::Device::Cpu)).doing("copying labels")?;
             let mut counts = vec![0usize; architecture.classes];
@@ -202,7 +226,7 @@ pub(crate) fn fit(
             let w: Vec<f64> = y.iter().map(|&c| 1.0 / counts[c as usize] as f64).collect();
             Some(Tensor::from_slice(&w).to_device(device))
         }
-        ClassBalance::None => None,
+        _ => None,
     };
     let mut history = Vec::new();
     let mut best: Option<(f64, usize, HashMap<String, Tensor>)> = None;
@@ -238,25 +262,30 @@ pub(crate) fn fit(
             loss_sum += loss.total.double_value(&[]) * weight;
             ce_sum += loss.cross_entropy.double_value(&[]) * weight;
             kl_sum += loss.kl.double_value(&[]) * weight;
-            correct += logits
-                .argmax(-1, false)
-                .eq_tensor(&y)
-                .sum(Kind::Int64)
-                .int64_value(&[]);
+            if classifier {
+                correct += logits
+                    .argmax(-1, false)
+                    .eq_tensor(&y)
+                    .sum(Kind::Int64)
+                    .int64_value(&[]);
+            }
             start += len;
         }
         let (validation_loss, validation_accuracy) = match validation {
             Some(v) => {
                 let (loss, accuracy) = tch::no_grad(|| {
                     let (loss, logits) = vib_loss(&net, &v.x, &v.y, config.beta);
-                    let accuracy = logits
-                        .argmax(-1, false)
-                        .eq_tensor(&v.y)
-                        .to_kind(Kind::Float)
-                        .mean(Kind::Float);
-                    (loss.total.double_value(&[]), accuracy.double_value(&[]))
+                    let accuracy = classifier.then(|| {
+                        logits
+                            .argmax(-1, false)
+                            .eq_tensor(&v.y)
+                            .to_kind(Kind::Float)
+                            .mean(Kind::Float)
+                            .double_value(&[])
+                    });
+                    (loss.total.double_value(&[]), accuracy)
                 });
-                (Some(loss), Some(accuracy))
+                (Some(loss), accuracy)
             }
             None => (None, None),
         };
@@ -266,7 +295,12 @@ pub(crate) fn fit(
             loss: loss_sum / n_train as f64,
             cross_entropy_nats: ce_sum / n_train as f64,
             kl_nats: kl_sum / n_train as f64,
-            train_accuracy: correct as f64 / n_train as f64,
+            // No accuracy for a continuous target (NaN in the history table).
+            train_accuracy: if classifier {
+                correct as f64 / n_train as f64
+            } else {
+                f64::NAN
+            },
             validation_loss,
             validation_accuracy,
             learning_rate: lr,

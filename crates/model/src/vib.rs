@@ -1,7 +1,7 @@
 //! The trained model: its networks (one or an ensemble), the temperature that calibrates them, and
 //! everything needed to use them correctly later (the model card).
 
-use domain::{ClassSet, Prediction, SpectralAxis, SpectralSamples};
+use domain::{ClassSet, Prediction, SpectralAxis, SpectralSamples, ValuePrediction};
 
 use crate::calibration::{
     calibrate, calibrated_nll, fit_calibration, identity, reliability_bins, Calibration,
@@ -14,7 +14,11 @@ use crate::ensemble::{average, Member};
 use crate::error::{Error, Result, TorchContext};
 use crate::inference::RawPrediction;
 use crate::metrics::Metrics;
-use crate::network::Architecture;
+use crate::network::{Architecture, Head};
+use crate::regression::{
+    active, fit_variance_scale, moments, rate_and_likelihood, strata, RegressionCalibration,
+    RegressionMetrics, RegressionTarget,
+};
 use crate::selection::{select, CandidateRecord, Fixed, Selection, TuneSettings};
 use crate::split::grouped_split;
 use crate::training::{architecture, fit, Batch, Features};
@@ -51,6 +55,10 @@ pub struct ModelCard {
     /// The cross-validated search the training options came from (`train` without `--no-tune`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selection: Option<Selection>,
+    /// A continuous target (a Gaussian head): its name, scale, interval and calibration. `None`
+    /// for a classifier.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<RegressionTarget>,
 }
 
 fn one() -> usize {
@@ -139,6 +147,13 @@ pub struct VibModel {
     pub(crate) model_id: String,
 }
 
+/// The training and validation sets of one training.
+struct Sets<'a> {
+    train: &'a Batch,
+    validation: Option<&'a Batch>,
+    val_idx: &'a [usize],
+}
+
 /// Where the temperature and the OOD thresholds are fitted.
 enum HeldOut {
     /// The validation split of this training.
@@ -147,8 +162,57 @@ enum HeldOut {
     OutOfFold(Vec<(usize, RawPrediction)>),
 }
 
-/// Checked inputs of a training: class index of each sample.
-fn check_samples(samples: &SpectralSamples) -> Result<Vec<usize>> {
+/// Checked inputs of a training: class index (or target stratum) of each sample and, for a
+/// continuous target, its standardised values and description.
+pub(crate) struct Checked {
+    pub targets: Vec<usize>,
+    pub regression: Option<(Vec<f32>, RegressionTarget)>,
+}
+
+impl Checked {
+    fn values(&self) -> Option<(&[f32], f64)> {
+        self.regression
+            .as_ref()
+            .map(|(v, target)| (v.as_slice(), target.std))
+    }
+}
+
+fn check_samples(samples: &SpectralSamples) -> Result<Checked> {
+    let targets = check_classes(samples)?;
+    let Some(values) = &samples.values else {
+        return Ok(Checked {
+            targets,
+            regression: None,
+        });
+    };
+    if values.len() != samples.len() {
+        return Err(Error::Data(format!(
+            "{} target values for {} samples",
+            values.len(),
+            samples.len()
+        )));
+    }
+    if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+        return Err(Error::Data(format!(
+            "sample {}: target value {} is not a finite number",
+            i + 1,
+            values[i]
+        )));
+    }
+    let name = samples
+        .classes
+        .iter()
+        .next()
+        .map_or_else(|| "target".to_string(), |c| c.name.clone());
+    let target = RegressionTarget::describe(&name, values);
+    Ok(Checked {
+        targets: strata(values),
+        regression: Some((target.standardise(values), target)),
+    })
+}
+
+/// Class index of each sample.
+fn check_classes(samples: &SpectralSamples) -> Result<Vec<usize>> {
     let (n, bands) = (samples.len(), samples.axis.len());
     if n < 2 {
         return Err(Error::Data(format!("{n} samples; at least 2 are needed")));
@@ -191,10 +255,10 @@ impl VibModel {
     ) -> Result<(Self, Vec<EpochRecord>)> {
         config.validate()?;
         let device = resolve(device)?;
-        let targets = check_samples(samples)?;
+        let checked = check_samples(samples)?;
         Self::assemble(
             samples,
-            &targets,
+            &checked,
             config,
             device,
             HeldOut::Validation,
@@ -221,11 +285,11 @@ impl VibModel {
         mut on_candidate: impl FnMut(&CandidateRecord),
         mut on_epoch: impl FnMut(&EpochRecord),
     ) -> Result<(Self, Vec<EpochRecord>)> {
-        let (device, targets, outcome) =
+        let (device, checked, outcome) =
             Self::run_selection(samples, config, fixed, settings, device, &mut on_candidate)?;
         Self::assemble(
             samples,
-            &targets,
+            &checked,
             &outcome.config,
             device,
             HeldOut::OutOfFold(outcome.out_of_fold),
@@ -266,27 +330,28 @@ impl VibModel {
         settings: &TuneSettings,
         device: DeviceChoice,
         on_candidate: &mut dyn FnMut(&CandidateRecord),
-    ) -> Result<(tch::Device, Vec<usize>, crate::selection::Outcome)> {
+    ) -> Result<(tch::Device, Checked, crate::selection::Outcome)> {
         config.validate()?;
         let device = resolve(device)?;
-        let targets = check_samples(samples)?;
+        let checked = check_samples(samples)?;
         let outcome = select(
             samples,
-            &targets,
+            &checked.targets,
+            checked.values(),
             config,
             fixed,
             settings,
             device,
             on_candidate,
         )?;
-        Ok((device, targets, outcome))
+        Ok((device, checked, outcome))
     }
 
     /// Train the members, then diagnose, calibrate and describe them.
     #[allow(clippy::too_many_arguments)]
     fn assemble(
         samples: &SpectralSamples,
-        targets: &[usize],
+        checked: &Checked,
         config: &TrainConfig,
         device: tch::Device,
         held_out: HeldOut,
@@ -295,6 +360,7 @@ impl VibModel {
         unit: &str,
         on_epoch: &mut dyn FnMut(&EpochRecord),
     ) -> Result<(Self, Vec<EpochRecord>)> {
+        let targets = checked.targets.as_slice();
         let (train_idx, val_idx) = grouped_split(
             targets,
             &samples.groups,
@@ -302,7 +368,8 @@ impl VibModel {
             config.seed,
         );
         // The preprocessing chain, then standardisation from training samples only.
-        let data = Features::prepare(samples, &config.preprocessing, targets)?;
+        let data = Features::prepare(samples, &config.preprocessing, targets)?
+            .with_target_values(checked.values().map(|(v, _)| v));
         let (input_mean, input_std) = data.standardisation(&train_idx);
         let train = Batch::new(&data, &train_idx, &input_mean, &input_std, device)?;
         let validation = if val_idx.is_empty() {
@@ -316,7 +383,12 @@ impl VibModel {
                 device,
             )?)
         };
-        let architecture = architecture(config, data.features, samples.classes.len())?;
+        let head = if checked.regression.is_some() {
+            Head::Gaussian
+        } else {
+            Head::Classifier
+        };
+        let architecture = architecture(config, data.features, head, samples.classes.len())?;
         let _span =
             tracing::info_span!("train", samples = samples.len(), device = ?device).entered();
         let mut history = Vec::new();
@@ -375,9 +447,19 @@ impl VibModel {
                 members: config.ensemble,
                 calibration: None,
                 selection,
+                target: checked.regression.as_ref().map(|(_, t)| t.clone()),
             },
             model_id: String::new(),
         };
+        if let Some((values, _)) = &checked.regression {
+            let sets = Sets {
+                train: &train,
+                validation: validation.as_ref(),
+                val_idx: &val_idx,
+            };
+            model.finish_regression(values, held_out, &sets, config)?;
+            return Ok((model, history));
+        }
 
         // Calibration: the temperature from held-out predictions.
         let (held_predictions, held_truth, fitted_on) = match held_out {
@@ -442,6 +524,148 @@ impl VibModel {
         Ok((model, history))
     }
 
+    /// The regression counterpart of the end of [`VibModel::assemble`]: the variance scale and the
+    /// OOD thresholds from the held-out predictions, diagnostics on both sets, the model id.
+    fn finish_regression(
+        &mut self,
+        values: &[f32],
+        held_out: HeldOut,
+        sets: &Sets,
+        config: &TrainConfig,
+    ) -> Result<()> {
+        let mut target = self
+            .card
+            .target
+            .clone()
+            .expect("a regression model has a target");
+        // (sample indices, their raw predictions) held out of the fit, and where they come from.
+        type Held = Option<(Vec<usize>, Vec<RawPrediction>)>;
+        let (held, fitted_on): (Held, &str) = match held_out {
+            HeldOut::OutOfFold(predictions) => {
+                (Some(predictions.into_iter().unzip()), "out-of-fold")
+            }
+            HeldOut::Validation => match sets.validation {
+                Some(v) => {
+                    let x: Vec<f32> = Vec::try_from(v.x.to_device(tch::Device::Cpu).flatten(0, -1))
+                        .doing("copying validation spectra")?;
+                    let raw =
+                        self.raw_predictions(&x, v.rows, DIAGNOSTIC_Z_SAMPLES, config.seed)?;
+                    (Some((sets.val_idx.to_vec(), raw)), "validation")
+                }
+                None => (None, "training"),
+            },
+        };
+        let to_units = |i: &usize| target.mean + target.std * values[*i] as f64;
+        if let Some((idx, raw)) = &held {
+            let predicted: Vec<(f64, f64)> = raw.iter().map(moments).collect();
+            let standardised: Vec<f64> = idx.iter().map(|&i| values[i] as f64).collect();
+            let scale = fit_variance_scale(&predicted, &standardised);
+            let truth: Vec<f64> = idx.iter().map(to_units).collect();
+            let before: Vec<ValuePrediction> = raw
+                .iter()
+                .map(|r| target.value_prediction(r, 1.0))
+                .collect();
+            let after: Vec<ValuePrediction> = raw
+                .iter()
+                .map(|r| target.value_prediction(r, scale))
+                .collect();
+            let m_before = RegressionMetrics::compute(&truth, &before, target.interval_level);
+            let m_after = RegressionMetrics::compute(&truth, &after, target.interval_level);
+            target.variance_scale = scale;
+            target.calibration = Some(RegressionCalibration {
+                fitted_on: fitted_on.to_string(),
+                samples: truth.len(),
+                nll_before_nats: m_before.negative_log_likelihood_nats,
+                nll_after_nats: m_after.negative_log_likelihood_nats,
+                coverage_before: m_before.coverage,
+                coverage_after: m_after.coverage,
+            });
+            self.card.ood =
+                OodThresholds::calibrate_values(&after, config.ood_percentile, fitted_on);
+        }
+        self.card.target = Some(target.clone());
+        let (train_diagnostics, train_predictions) =
+            self.diagnose_values(sets.train, config.seed)?;
+        if held.is_none() {
+            self.card.ood = OodThresholds::calibrate_values(
+                &train_predictions,
+                config.ood_percentile,
+                "training",
+            );
+        }
+        let validation_diagnostics = match sets.validation {
+            Some(v) => Some(self.diagnose_values(v, config.seed)?.0),
+            None => None,
+        };
+        self.card.training.label_entropy_nats = target.gaussian_entropy_nats();
+        self.card.training.train = train_diagnostics;
+        self.card.training.validation = validation_diagnostics;
+        self.model_id = crate::persist::content_id(&self.to_bytes()?);
+        Ok(())
+    }
+
+    /// Diagnostics of a regression ensemble on one set: each member's rate and -ln p(y|z) by
+    /// libtorch's Monte Carlo (averaged over members, in target units), and the metrics of the
+    /// calibrated predictions.
+    fn diagnose_values(
+        &self,
+        set: &Batch,
+        seed: u64,
+    ) -> Result<(SetDiagnostics, Vec<ValuePrediction>)> {
+        let target = self
+            .card
+            .target
+            .as_ref()
+            .expect("a regression model has a target");
+        let mut per_member = Vec::with_capacity(self.members.len());
+        {
+            let _seeded = seeded_lock();
+            tch::manual_seed(seed as i64);
+            for member in &self.members {
+                per_member.push(rate_and_likelihood(
+                    &member.net,
+                    &set.x,
+                    &set.y,
+                    DIAGNOSTIC_Z_SAMPLES,
+                )?);
+            }
+        }
+        let members = per_member.len() as f64;
+        let dims = self.card.architecture.latent_dim;
+        let kl_per_dimension_nats: Vec<f64> = (0..dims)
+            .map(|j| per_member.iter().map(|(_, k)| k[j]).sum::<f64>() / members)
+            .collect();
+        let nll_standardised = per_member.iter().map(|(n, _)| n).sum::<f64>() / members;
+        let x: Vec<f32> = Vec::try_from(set.x.to_device(tch::Device::Cpu).flatten(0, -1))
+            .doing("copying spectra")?;
+        let standardised: Vec<f32> =
+            Vec::try_from(set.y.to_device(tch::Device::Cpu)).doing("copying targets")?;
+        let truth: Vec<f64> = standardised
+            .iter()
+            .map(|&v| target.mean + target.std * v as f64)
+            .collect();
+        let predictions: Vec<ValuePrediction> = self
+            .raw_predictions(&x, set.rows, DIAGNOSTIC_Z_SAMPLES, seed)?
+            .iter()
+            .map(|r| self.finish_value(r))
+            .collect();
+        let metrics = RegressionMetrics::compute(&truth, &predictions, target.interval_level);
+        Ok((
+            SetDiagnostics {
+                samples: set.rows,
+                accuracy: 0.0,
+                cross_entropy_nats: nll_standardised + target.std.ln(),
+                mean_kl_nats: kl_per_dimension_nats.iter().sum(),
+                active_dimensions: active(&kl_per_dimension_nats),
+                kl_per_dimension_nats,
+                negative_log_likelihood_nats: metrics.negative_log_likelihood_nats,
+                expected_calibration_error: 0.0,
+                regression: Some(metrics),
+            },
+            predictions,
+        ))
+    }
+
     /// Diagnostics of the ensemble on one set: each member's rate and cross-entropy by libtorch's
     /// Monte Carlo (averaged over members), accuracy, NLL and ECE of the tempered ensemble.
     fn diagnose_set(&self, set: &Batch, seed: u64) -> Result<(SetDiagnostics, Vec<Prediction>)> {
@@ -504,6 +728,7 @@ impl VibModel {
                 kl_per_dimension_nats,
                 negative_log_likelihood_nats: metrics.negative_log_likelihood_nats,
                 expected_calibration_error: metrics.expected_calibration_error,
+                regression: None,
             },
             predictions,
         ))
@@ -563,6 +788,41 @@ impl VibModel {
         self.predict_at(spectra, n, z_samples, seed, &identity())
     }
 
+    /// A regression model's predictions for `n` spectra: the mixture over `z_samples` draws of z
+    /// and the members, moment-matched, with the calibrated variance and the model's central
+    /// interval, in the target's units; reproducible as [`VibModel::predict`].
+    pub fn predict_values(
+        &self,
+        spectra: &[f32],
+        n: usize,
+        z_samples: usize,
+        seed: u64,
+    ) -> Result<Vec<ValuePrediction>> {
+        if self.card.target.is_none() {
+            return Err(Error::Input(
+                "this model predicts classes, not a continuous target".into(),
+            ));
+        }
+        let x = self.standardised_input(spectra, n, z_samples)?;
+        Ok(self
+            .raw_predictions(&x, n, z_samples, seed)?
+            .iter()
+            .map(|r| self.finish_value(r))
+            .collect())
+    }
+
+    /// A regression model's raw prediction in target units, calibrated, with its OOD flag.
+    fn finish_value(&self, raw: &RawPrediction) -> ValuePrediction {
+        let target = self
+            .card
+            .target
+            .as_ref()
+            .expect("only regression models finish values");
+        let mut prediction = target.value_prediction(raw, target.variance_scale);
+        prediction.ood = self.card.ood.flags_value(&prediction);
+        prediction
+    }
+
     fn predict_at(
         &self,
         spectra: &[f32],
@@ -571,6 +831,22 @@ impl VibModel {
         seed: u64,
         scaling: &(f64, Vec<f64>),
     ) -> Result<Vec<Prediction>> {
+        if let Some(target) = &self.card.target {
+            return Err(Error::Input(format!(
+                "this model predicts a continuous target ('{}'), not classes",
+                target.name
+            )));
+        }
+        let x = self.standardised_input(spectra, n, z_samples)?;
+        Ok(self
+            .raw_predictions(&x, n, z_samples, seed)?
+            .iter()
+            .map(|r| self.finish(r, scaling))
+            .collect())
+    }
+
+    /// Checked spectra on the model's wavelengths, through its preprocessing, standardised.
+    fn standardised_input(&self, spectra: &[f32], n: usize, z_samples: usize) -> Result<Vec<f32>> {
         let bands = self.card.axis.len();
         if spectra.len() != n * bands {
             return Err(Error::Input(format!(
@@ -609,16 +885,11 @@ impl VibModel {
                 }
                 std::borrow::Cow::Owned(out)
             };
-        let x = crate::training::standardise(
+        Ok(crate::training::standardise(
             &preprocessed,
             &self.card.input_mean,
             &self.card.input_std,
-        );
-        Ok(self
-            .raw_predictions(&x, n, z_samples, seed)?
-            .iter()
-            .map(|r| self.finish(r, scaling))
-            .collect())
+        ))
     }
 
     /// The members' averaged predictions for standardised spectra `x`.

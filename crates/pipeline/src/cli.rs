@@ -23,9 +23,11 @@ pub struct Cli {
 pub enum Command {
     /// Find the plants in a cube and call each one's disease: writes one Parquet row per plant.
     Run(RunArgs),
-    /// Train a VIB classifier from cubes with label rasters.
+    /// Train a VIB classifier from cubes with label rasters or spectral tables; or, with
+    /// --target-column / --severity, a VIB regression model of a continuous target (severity).
     Train(TrainArgs),
-    /// Score a model against labelled cubes: accuracy, kappa, per-class F1, KL; writes METRICS.json.
+    /// Score a model against labelled cubes or tables: accuracy, kappa, per-class F1, KL (or, for
+    /// a regression model, RMSE, MAE, R^2, Spearman's rho, interval coverage); writes METRICS.json.
     Evaluate(EvaluateArgs),
     /// Train one model per beta and chart the information plane: both bounds per beta, accuracy,
     /// calibration; keeps the model with the best validation NLL.
@@ -40,6 +42,10 @@ pub enum Command {
     Batch(BatchArgs),
     /// Combine batch output folders (e.g. one per shard) into one dataset, checking every file.
     Merge(MergeArgs),
+    /// Disease progress over a campaign dataset (`batch` output): incidence, severity, KL and OOD
+    /// per field, plot and date; AUDPC per plot; treatments compared against a control; plants
+    /// tracked across dates with the date each first showed symptoms.
+    Progress(ProgressArgs),
 }
 
 #[derive(Debug, Args)]
@@ -71,6 +77,36 @@ pub struct BatchArgs {
     /// 75. A second signal ends at once. Slurm sends SIGKILL 30 s after SIGTERM by default.
     #[arg(long, value_name = "SECONDS", default_value_t = 20.0)]
     pub stop_grace: f64,
+}
+
+#[derive(Debug, Args)]
+pub struct ProgressArgs {
+    /// The dataset folder `pipeline batch` wrote (its predictions/field_id=.../date=... parts).
+    pub dataset: PathBuf,
+    /// Output folder, written whole: progress.parquet, audpc.parquet, plants.parquet,
+    /// matches.parquet, and treatments.parquet with --treatment-column.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Polygon attribute naming each plant's plot (e.g. `plot`); without it each field is one plot.
+    #[arg(long, value_name = "COLUMN")]
+    pub plot_column: Option<String>,
+    /// Polygon attribute naming each plot's treatment (e.g. `treatment`).
+    #[arg(long, value_name = "COLUMN")]
+    pub treatment_column: Option<String>,
+    /// The control treatment: every other is compared with it by Welch's t-test on plot AUDPC.
+    #[arg(long, value_name = "NAME", requires = "treatment_column")]
+    pub control: Option<String>,
+    /// Match plants across dates by map centroid within this radius (metres), for segmented
+    /// plants whose ids change between scans; without it the plant id is the key (polygons,
+    /// plant-id rasters).
+    #[arg(long, value_name = "METRES")]
+    pub match_radius_m: Option<f64>,
+    /// Class name of healthy plants: every other call counts as diseased.
+    #[arg(long, default_value = "healthy", value_name = "NAME")]
+    pub healthy_class: String,
+    /// Replace the output folder if it exists.
+    #[arg(long)]
+    pub overwrite: bool,
 }
 
 #[derive(Debug, Args)]
@@ -231,6 +267,11 @@ pub struct RunArgs {
     /// Samples of z averaged per prediction.
     #[arg(long, default_value_t = 12)]
     pub z_samples: usize,
+    /// A regression model (`train --target-column` or `--severity`): every plant's mean spectrum
+    /// also gets its predicted target with a 90% interval (columns predicted_<target>, _sd,
+    /// _lower, _upper, _kl_nats, _ood), beside the classifier's call.
+    #[arg(long, value_name = "FILE")]
+    pub severity_model: Option<PathBuf>,
     /// Also classify every pixel of every plant: per plant, severity_pct (share of its scored
     /// pixels not called healthy), pixels_<class> counts, the pixel-vote call and the share of
     /// pixels flagged OOD; per-pixel maps with --pixel-class-map / --pixel-kl-map; the lesion map
@@ -362,12 +403,21 @@ pub struct PreprocessArgs {
 /// Where labelled spectra come from: cubes with label rasters, or spectral tables.
 #[derive(Debug, Clone, Args)]
 pub struct SamplesArgs {
-    /// Cube; repeat with --labels for several fields (paired in order).
+    /// Cube; repeat with --labels (or --severity) for several fields (paired in order).
     #[arg(long, required_unless_present = "spectra", conflicts_with = "spectra")]
     pub cube: Vec<PathBuf>,
     /// Label raster of each cube (0 = unlabelled; class names from the ENVI `class names` field).
-    #[arg(long, required_unless_present = "spectra", conflicts_with = "spectra")]
+    #[arg(
+        long,
+        required_unless_present_any = ["spectra", "severity"],
+        conflicts_with_all = ["spectra", "severity"]
+    )]
     pub labels: Vec<PathBuf>,
+    /// Severity raster of each cube, in place of --labels: one band of numbers, the share (0-1) of
+    /// symptomatic tissue of the pixel or of its plant; no-data, NaN and negative pixels are
+    /// unlabelled. Trains or evaluates a regression model (a Gaussian head on the bottleneck).
+    #[arg(long, conflicts_with = "spectra")]
+    pub severity: Vec<PathBuf>,
     /// Spectral table (CSV or Parquet): one row per spectrum, one column per band named by its
     /// wavelength in nm (`505`, `515.5`); repeatable.
     #[arg(long)]
@@ -375,6 +425,11 @@ pub struct SamplesArgs {
     /// Column of the spectral table holding the labels (class names or integer codes).
     #[arg(long, default_value = "label")]
     pub label_column: String,
+    /// Column of the spectral table holding a continuous target (severity 0-1, a disease score),
+    /// in place of class labels: trains or evaluates a regression model (a Gaussian head on the
+    /// bottleneck) whose predictions carry a mean and a 90% interval.
+    #[arg(long, value_name = "COLUMN")]
+    pub target_column: Option<String>,
     /// Column of the spectral table grouping rows (plant or leaf id): a group never straddles the
     /// validation split. Without it each row is its own group.
     #[arg(long)]
@@ -428,6 +483,11 @@ pub struct EvaluateArgs {
     /// model's temperature) to PATH.svg and PATH.png.
     #[arg(long, value_name = "PATH")]
     pub reliability: Option<PathBuf>,
+    /// Also write every sample's prediction beside its truth (Parquet): for a classifier the
+    /// true and predicted class, class probabilities, entropy, KL and OOD flag; for a regression
+    /// model the target, predicted mean, sd, interval, KL and OOD flag.
+    #[arg(long, value_name = "PATH")]
+    pub predictions: Option<PathBuf>,
     /// A cube of out-of-distribution spectra (soil, another crop): reports how well KL and
     /// entropy separate them from the evaluation samples (AUROC) and how many the model flags.
     #[arg(long)]

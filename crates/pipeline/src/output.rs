@@ -64,3 +64,36 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     }
     Ok(())
 }
+
+/// Build a folder under a temporary name beside `dir` with `fill`, then rename it into place
+/// (replacing an existing `dir` only with `overwrite`). A failure leaves nothing behind.
+pub fn write_folder_atomically(
+    dir: &Path,
+    overwrite: bool,
+    fill: impl FnOnce(&Path) -> Result<()>,
+) -> Result<()> {
+    use anyhow::Context;
+    let name = dir.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = dir.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+    let result = std::fs::create_dir(&tmp)
+        .with_context(|| format!("creating {}", tmp.display()))
+        .and_then(|_| fill(&tmp));
+    if let Err(e) = result {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
+    if dir.exists() {
+        if !overwrite {
+            let _ = std::fs::remove_dir_all(&tmp);
+            bail!("{}: folder appeared meanwhile; not replaced", dir.display());
+        }
+        let old = dir.with_file_name(format!(".{name}.old-{}", std::process::id()));
+        std::fs::rename(dir, &old)
+            .with_context(|| format!("moving the old {} aside", dir.display()))?;
+        std::fs::rename(&tmp, dir).with_context(|| format!("renaming into {}", dir.display()))?;
+        let _ = std::fs::remove_dir_all(&old);
+    } else {
+        std::fs::rename(&tmp, dir).with_context(|| format!("renaming into {}", dir.display()))?;
+    }
+    Ok(())
+}

@@ -3,6 +3,7 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))] // tests: a failed unwrap is a failed test
 
+mod dataset;
 mod error;
 mod field_plots;
 mod html;
@@ -14,6 +15,7 @@ mod spectra_table;
 mod summary;
 mod table;
 
+pub use dataset::{read_dataset_plants, DatasetColumns};
 pub use error::{Error, Result};
 pub use field_plots::{
     histogram, write_kl_histogram, write_probability_distributions, write_severity_histogram,

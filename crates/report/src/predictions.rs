@@ -227,6 +227,32 @@ fn build_frame(table: &PredictionTable, path: &Path) -> Result<DataFrame> {
             ),
         ]);
     }
+    // A regression model's predictions (`run --severity-model`): predicted_<target> and its spread.
+    if let Some((target, values)) = &table.values {
+        if values.len() != n {
+            return Err(Error::Invalid {
+                path: path.into(),
+                message: format!("{} {target} predictions, {n} plants", values.len()),
+            });
+        }
+        let column = |suffix: &str, f: fn(&domain::ValuePrediction) -> f64| {
+            Column::new(
+                format!("predicted_{target}{suffix}").into(),
+                values.iter().map(f).collect::<Vec<f64>>(),
+            )
+        };
+        columns.extend([
+            column("", |p| p.mean),
+            column("_sd", |p| p.sd),
+            column("_lower", |p| p.lower),
+            column("_upper", |p| p.upper),
+            column("_kl_nats", |p| p.kl_nats),
+            Column::new(
+                format!("predicted_{target}_ood").into(),
+                values.iter().map(|p| p.ood).collect::<Vec<bool>>(),
+            ),
+        ]);
+    }
     for (a, (name, kind)) in table.attributes.iter().enumerate() {
         // A polygon field named like a built-in column (x, y, plant_id, ...) is kept as polygon_<name>.
         let name = if columns.iter().any(|c| c.name().as_str() == name) {

@@ -14,10 +14,32 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
         check_writable(&stem.with_extension("svg"), args.overwrite)?;
         check_writable(&stem.with_extension("png"), args.overwrite)?;
     }
+    if let Some(path) = &args.predictions {
+        check_writable(path, args.overwrite)?;
+    }
     let device = device(&args.device)?;
     let (model, model_name) = model_source::load(args.model.as_deref(), device)?;
-    let samples = labelled::collect(&args.samples, args.unit)?;
     let card = model.card();
+    match (&card.target, labelled::is_regression(&args.samples)) {
+        (Some(target), false) => bail!(
+            "model {model_name} predicts a continuous target ('{}'): give its values with \
+             --target-column (tables) or --severity (cubes)",
+            target.name
+        ),
+        (None, true) => bail!(
+            "model {model_name} predicts classes ({}): give class labels, not --target-column or --severity",
+            card.classes.names().join(", ")
+        ),
+        (Some(_), true) => {
+            if args.reliability.is_some() || !args.ood_cube.is_empty() || !args.ood_spectra.is_empty() {
+                bail!("--reliability and the OOD options apply to classifiers; model {model_name} is a regression model");
+            }
+            let samples = labelled::collect(&args.samples, args.unit)?;
+            return super::evaluate_values::run(&args, &model, &model_name, &samples);
+        }
+        (None, false) => {}
+    }
+    let samples = labelled::collect(&args.samples, args.unit)?;
     let resampler = samples.axis.resampler_to(&card.axis).with_context(|| {
         format!(
             "{}: the bands cannot feed model {model_name}",
@@ -106,6 +128,58 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
                 ),
             ],
         )?;
+    }
+    if let Some(path) = &args.predictions {
+        let mut table = report::Table::default();
+        let name = |i: usize| card.classes.names()[i].to_string();
+        table
+            .push(
+                "row",
+                report::Values::U64((1..=truth.len() as u64).collect()),
+            )
+            .push(
+                "true_class_name",
+                report::Values::Str(truth.iter().map(|&t| name(t)).collect()),
+            )
+            .push(
+                "predicted_class_name",
+                report::Values::Str(
+                    predictions
+                        .iter()
+                        .map(|p| name(p.predicted_index))
+                        .collect(),
+                ),
+            );
+        for (c, class) in card.classes.names().iter().enumerate() {
+            table.push(
+                &format!("prob_{class}"),
+                report::Values::F64(
+                    predictions
+                        .iter()
+                        .map(|p| p.probabilities[c] as f64)
+                        .collect(),
+                ),
+            );
+        }
+        table
+            .push(
+                "entropy_nats",
+                report::Values::F64(predictions.iter().map(|p| p.entropy_nats).collect()),
+            )
+            .push(
+                "kl_nats",
+                report::Values::F64(predictions.iter().map(|p| p.kl_nats).collect()),
+            )
+            .push(
+                "ood",
+                report::Values::Bool(predictions.iter().map(|p| p.ood).collect()),
+            );
+        report::write_table(
+            path,
+            &table,
+            &[("pipeline.model_id".into(), model.model_id().into())],
+        )
+        .with_context(|| format!("writing predictions {}", path.display()))?;
     }
     write_atomically(
         &args.metrics,

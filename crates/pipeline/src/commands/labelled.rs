@@ -4,7 +4,9 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use domain::{ClassInfo, ClassSet, SampleUnit, SpectralAxis, SpectralSamples};
-use ingest::{labelled_samples, read_label_raster, Cube, ReadConfig};
+use ingest::{
+    labelled_samples, read_label_raster, read_severity_raster, severity_samples, Cube, ReadConfig,
+};
 
 use crate::cli::{SamplesArgs, Unit};
 
@@ -36,40 +38,93 @@ pub fn source_names(args: &SamplesArgs) -> Vec<String> {
 
 /// The files the labels come from.
 pub fn label_source_names(args: &SamplesArgs) -> Vec<String> {
-    let paths = if args.spectra.is_empty() {
-        &args.labels
-    } else {
+    let paths = if !args.spectra.is_empty() {
         &args.spectra
+    } else if !args.severity.is_empty() {
+        &args.severity
+    } else {
+        &args.labels
     };
     paths.iter().map(|p| p.display().to_string()).collect()
 }
 
-/// Labelled samples from cubes with label rasters (`unit` applies) or from spectral tables.
+/// Whether the samples carry a continuous target (severity rasters or a target column).
+pub fn is_regression(args: &SamplesArgs) -> bool {
+    args.target_column.is_some() || !args.severity.is_empty()
+}
+
+/// Labelled samples from cubes with label or severity rasters (`unit` applies) or from spectral
+/// tables (class labels or a target column).
 pub fn collect(args: &SamplesArgs, unit: Unit) -> Result<SpectralSamples> {
     if args.spectra.is_empty() {
-        collect_cubes(&args.cube, &args.labels, unit, &args.read.config())
+        if args.target_column.is_some() {
+            bail!("--target-column names a column of --spectra tables; give cubes a --severity raster each");
+        }
+        if args.severity.is_empty() {
+            collect_cubes(&args.cube, &args.labels, false, unit, &args.read.config())
+        } else {
+            collect_cubes(&args.cube, &args.severity, true, unit, &args.read.config())
+        }
     } else {
-        collect_tables(
-            &args.spectra,
-            &args.label_column,
-            args.group_column.as_deref(),
-        )
+        match &args.target_column {
+            Some(column) => {
+                collect_tables(&args.spectra, column, args.group_column.as_deref(), true)
+            }
+            None => collect_tables(
+                &args.spectra,
+                &args.label_column,
+                args.group_column.as_deref(),
+                false,
+            ),
+        }
     }
 }
 
+/// The continuous target of a table's rows: every cell a finite number, else an error naming the
+/// file, the column and the row.
+fn target_values(path: &std::path::Path, column: &str, cells: &[String]) -> Result<Vec<f64>> {
+    cells
+        .iter()
+        .enumerate()
+        .map(|(row, cell)| match cell.parse::<f64>() {
+            Ok(v) if v.is_finite() => Ok(v),
+            Ok(_) => bail!(
+                "{}: row {} column '{column}': '{cell}' is not a finite number",
+                path.display(),
+                row + 1
+            ),
+            Err(_) => bail!(
+                "{}: row {} column '{column}': '{cell}' is not a number",
+                path.display(),
+                row + 1
+            ),
+        })
+        .collect()
+}
+
 /// Rows of every table, on the first table's wavelengths. Labels are class names, or integer
-/// codes (then named by their code); classes in order of first appearance.
+/// codes (then named by their code); classes in order of first appearance. With `continuous`,
+/// the label column holds a continuous target instead (the one class is named after it).
 fn collect_tables(
     paths: &[PathBuf],
     label_column: &str,
     group_column: Option<&str>,
+    continuous: bool,
 ) -> Result<SpectralSamples> {
     let mut tables = Vec::new();
+    let mut values = Vec::new();
     for path in paths {
-        let table = report::read_spectral_table(path, Some(label_column), group_column)
+        let mut table = report::read_spectral_table(path, Some(label_column), group_column)
             .with_context(|| format!("reading spectral table {}", path.display()))?;
         let axis = SpectralAxis::new(table.wavelength_nm.clone(), None)
             .with_context(|| format!("{}: band columns", path.display()))?;
+        if continuous {
+            values.extend(target_values(path, label_column, &table.labels)?);
+            table
+                .labels
+                .iter_mut()
+                .for_each(|l| *l = label_column.to_string());
+        }
         tables.push((path, axis, table));
     }
     let mut names: Vec<String> = Vec::new();
@@ -80,7 +135,7 @@ fn collect_tables(
             }
         }
     }
-    let all_codes = names.iter().all(|n| n.parse::<u32>().is_ok_and(|c| c > 0));
+    let all_codes = !continuous && names.iter().all(|n| n.parse::<u32>().is_ok_and(|c| c > 0));
     let classes: Vec<ClassInfo> = names
         .iter()
         .enumerate()
@@ -137,20 +192,23 @@ fn collect_tables(
         spectra,
         label_codes,
         groups,
+        values: continuous.then_some(values),
     })
 }
 
 /// Samples of every (cube, labels) pair, all on the first cube's wavelengths and classes. Group ids
-/// are made unique across cubes.
+/// are made unique across cubes. With `severity`, the rasters are severity rasters.
 fn collect_cubes(
     cubes: &[PathBuf],
     labels: &[PathBuf],
+    severity: bool,
     unit: Unit,
     read: &ReadConfig,
 ) -> Result<SpectralSamples> {
+    let flag = if severity { "--severity" } else { "--labels" };
     if cubes.len() != labels.len() {
         bail!(
-            "{} --cube but {} --labels: give one label raster per cube, in the same order",
+            "{} --cube but {} {flag}: give one raster per cube, in the same order",
             cubes.len(),
             labels.len()
         );
@@ -159,10 +217,21 @@ fn collect_cubes(
     for (cube_path, label_path) in cubes.iter().zip(labels) {
         let cube = Cube::open(cube_path, read)
             .with_context(|| format!("opening cube {}", cube_path.display()))?;
-        let raster = read_label_raster(label_path)
-            .with_context(|| format!("reading labels {}", label_path.display()))?;
-        let samples = labelled_samples(&cube, &raster, label_path, sample_unit(unit))
-            .with_context(|| format!("collecting labelled spectra of {}", cube_path.display()))?;
+        let samples = if severity {
+            let (lines, samples, values) = read_severity_raster(label_path)
+                .with_context(|| format!("reading severities {}", label_path.display()))?;
+            severity_samples(
+                &cube,
+                (lines, samples, &values),
+                label_path,
+                sample_unit(unit),
+            )
+        } else {
+            let raster = read_label_raster(label_path)
+                .with_context(|| format!("reading labels {}", label_path.display()))?;
+            labelled_samples(&cube, &raster, label_path, sample_unit(unit))
+        }
+        .with_context(|| format!("collecting labelled spectra of {}", cube_path.display()))?;
         tracing::info!(cube = %cube_path.display(), samples = samples.len(), "labelled samples");
         all = Some(match all {
             None => samples,
@@ -188,6 +257,9 @@ fn collect_cubes(
                     acc.spectra.extend(resampler.apply(samples.spectrum(i))?);
                 }
                 acc.label_codes.extend(&samples.label_codes);
+                if let (Some(all), Some(more)) = (&mut acc.values, &samples.values) {
+                    all.extend(more);
+                }
                 acc.groups
                     .extend(samples.groups.iter().map(|g| g + group_offset));
                 acc

@@ -2,10 +2,13 @@
 
 mod batch;
 mod evaluate;
+mod evaluate_values;
 mod inspect;
 mod labelled;
 pub(crate) mod pixels;
+mod progress;
 mod run;
+pub(crate) mod severity;
 mod sweep;
 mod synth;
 pub(crate) mod train;
@@ -27,6 +30,7 @@ pub fn dispatch(command: Command) -> Result<()> {
         Command::Synth(args) => synth::run(args),
         Command::Batch(args) => batch::run(args),
         Command::Merge(args) => batch::merge(args),
+        Command::Progress(args) => progress::run(args),
     }
 }
 

@@ -192,6 +192,7 @@ pub(crate) fn analyse_with(
         attributes: plants.attributes.clone(),
         predictions,
         pixels: pixel_counts,
+        values: None,
     };
     let settings = serde_json::json!({
         "job": job,
@@ -251,8 +252,27 @@ pub fn run(args: RunArgs) -> Result<()> {
     };
     let started = std::time::Instant::now();
     let (model, model_name) = model_source::load(args.model.as_deref(), device)?;
+    if let Some(target) = &model.card().target {
+        bail!(
+            "model {model_name} predicts a continuous target ('{}'), not classes: give it as \
+             --severity-model beside a classifier (--model, or the bundled default)",
+            target.name
+        );
+    }
+    let severity_model = args
+        .severity_model
+        .as_deref()
+        .map(|path| super::severity::load(path, device))
+        .transpose()?;
     let model_seconds = started.elapsed().as_secs_f64();
-    let analysed = analyse(&job, &model, &model_name)?;
+    let mut analysed = analyse(&job, &model, &model_name)?;
+    if let Some((severity_model, name)) = &severity_model {
+        let since = std::time::Instant::now();
+        super::severity::predict_plants(&mut analysed, severity_model, name, &job)?;
+        analysed
+            .stage_seconds
+            .push(("severity", since.elapsed().as_secs_f64()));
+    }
     let writing = std::time::Instant::now();
     let (table, summary, metadata) = (&analysed.table, &analysed.summary, &analysed.metadata);
     report::write_predictions(&args.out, table, metadata)
@@ -470,10 +490,7 @@ pub(crate) fn write_report(
     metadata: &[(String, String)],
     overwrite: bool,
 ) -> Result<()> {
-    let name = dir.file_name().unwrap_or_default().to_string_lossy();
-    let tmp = dir.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| -> Result<()> {
-        std::fs::create_dir(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    crate::output::write_folder_atomically(dir, overwrite, |tmp| {
         report::write_field_summaries(
             &tmp.join("summary.parquet"),
             std::slice::from_ref(summary),
@@ -506,7 +523,7 @@ pub(crate) fn write_report(
                         validation_relevance_bits: r.validation_relevance_nats.map(|v| v / LN_2),
                     })
                     .collect();
-                report::write_sweep_plots(&tmp, &points)?;
+                report::write_sweep_plots(tmp, &points)?;
                 Some("information-plane.svg".to_string())
             }
             _ => None,
@@ -565,30 +582,9 @@ pub(crate) fn write_report(
             &images,
             env!("CARGO_PKG_VERSION"),
         );
-        report::write_report_html(&tmp, &html)?;
+        report::write_report_html(tmp, &html)?;
         Ok(())
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_dir_all(&tmp);
-        return Err(e);
-    }
-    if dir.exists() {
-        if !overwrite {
-            let _ = std::fs::remove_dir_all(&tmp);
-            bail!(
-                "{}: report folder appeared meanwhile; not replaced",
-                dir.display()
-            );
-        }
-        let old = dir.with_file_name(format!(".{name}.old-{}", std::process::id()));
-        std::fs::rename(dir, &old)
-            .with_context(|| format!("moving the old {} aside", dir.display()))?;
-        std::fs::rename(&tmp, dir).with_context(|| format!("renaming into {}", dir.display()))?;
-        let _ = std::fs::remove_dir_all(&old);
-    } else {
-        std::fs::rename(&tmp, dir).with_context(|| format!("renaming into {}", dir.display()))?;
-    }
-    Ok(())
+    })
 }
 
 /// The model card, flattened for the report.
@@ -766,6 +762,18 @@ fn print_summary(table: &PredictionTable, summary: &report::FieldSummary, out: &
             "severity     mean {mean:.1}%, median {:.1}%, 90th percentile {:.1}% of a plant's pixels not healthy",
             summary.severity_p50_pct.unwrap_or(f64::NAN),
             summary.severity_p90_pct.unwrap_or(f64::NAN)
+        );
+    }
+    if let Some((target, values)) = &table.values {
+        let mut means: Vec<f64> = values.iter().map(|v| v.mean).collect();
+        means.sort_by(f64::total_cmp);
+        let mean = means.iter().sum::<f64>() / means.len().max(1) as f64;
+        println!(
+            "{:<12} predicted per plant: mean {mean:.3}, median {:.3}, 90th percentile {:.3}; {} flagged OOD",
+            target,
+            model::percentile_of(&means, 50.0),
+            model::percentile_of(&means, 90.0),
+            values.iter().filter(|v| v.ood).count()
         );
     }
     println!("model        {} (beta {})", table.model_id, table.beta);

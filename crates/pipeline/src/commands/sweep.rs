@@ -163,9 +163,17 @@ pub fn run(args: SweepArgs) -> Result<()> {
         serde_json::to_string_pretty(&summary)?.as_bytes(),
     )?;
 
+    let regression = rows[0].model.card().target.is_some();
+    // A regression model's accuracy columns show its RMSE.
+    let score = |d: &model::SetDiagnostics| d.regression.as_ref().map_or(d.accuracy, |m| m.rmse);
+    let (train_score, val_score) = if regression {
+        ("train RMSE", "val RMSE")
+    } else {
+        ("train acc", "val acc")
+    };
     println!(
         "{:>8} {:>10} {:>12} {:>10} {:>10} {:>10} {:>8}",
-        "beta", "rate bits", "I(Z;Y)>= bits", "train acc", "val acc", "val NLL", "active"
+        "beta", "rate bits", "I(Z;Y)>= bits", train_score, val_score, "val NLL", "active"
     );
     for (i, r) in rows.iter().enumerate() {
         let t = &r.model.card().training;
@@ -175,8 +183,8 @@ pub fn run(args: SweepArgs) -> Result<()> {
             r.beta,
             t.train.mean_kl_nats / LN_2,
             (t.label_entropy_nats - t.train.cross_entropy_nats) / LN_2,
-            t.train.accuracy,
-            v.map_or("-".into(), |v| format!("{:.4}", v.accuracy)),
+            score(&t.train),
+            v.map_or("-".into(), |v| format!("{:.4}", score(v))),
             v.map_or("-".into(), |v| format!(
                 "{:.4}",
                 v.negative_log_likelihood_nats
@@ -186,7 +194,12 @@ pub fn run(args: SweepArgs) -> Result<()> {
         );
     }
     println!(
-        "H(Y) = {:.4} bits; written to {}",
+        "{} = {:.4} bits; written to {}",
+        if regression {
+            "h(Y) of a Gaussian of the targets' variance"
+        } else {
+            "H(Y)"
+        },
         rows[0].model.card().training.label_entropy_nats / LN_2,
         args.out.display()
     );
@@ -300,5 +313,46 @@ fn sweep_table(rows: &[Row], best: usize) -> Table {
             "recommended",
             Values::Bool((0..rows.len()).map(|i| i == best).collect()),
         );
+    // A regression model's own scores (its accuracy columns are 0).
+    if rows.iter().all(|r| r.model.card().target.is_some()) {
+        let regression = |d: &model::SetDiagnostics, f: fn(&model::RegressionMetrics) -> f64| {
+            d.regression.as_ref().map(f)
+        };
+        let training = |f: fn(&model::RegressionMetrics) -> f64| -> Vec<Option<f64>> {
+            rows.iter()
+                .map(|r| regression(&r.model.card().training.train, f))
+                .collect()
+        };
+        let validation = |f: fn(&model::RegressionMetrics) -> f64| -> Vec<Option<f64>> {
+            rows.iter()
+                .map(|r| {
+                    r.model
+                        .card()
+                        .training
+                        .validation
+                        .as_ref()
+                        .and_then(|v| regression(v, f))
+                })
+                .collect()
+        };
+        table
+            .push("train_rmse", Values::OptionalF64(training(|m| m.rmse)))
+            .push(
+                "train_r_squared",
+                Values::OptionalF64(training(|m| m.r_squared)),
+            )
+            .push(
+                "validation_rmse",
+                Values::OptionalF64(validation(|m| m.rmse)),
+            )
+            .push(
+                "validation_r_squared",
+                Values::OptionalF64(validation(|m| m.r_squared)),
+            )
+            .push(
+                "validation_interval_coverage",
+                Values::OptionalF64(validation(|m| m.coverage)),
+            );
+    }
     table
 }

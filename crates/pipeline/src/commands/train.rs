@@ -55,7 +55,13 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let summary = &card.training;
     println!("model            {}", args.out.display());
     println!("model id         {}", model.model_id());
-    println!("classes          {}", card.classes.names().join(", "));
+    match &card.target {
+        Some(t) => println!(
+            "target           {} (regression, Gaussian head): mean {:.4}, sd {:.4}, range {:.4} to {:.4}",
+            t.name, t.mean, t.std, t.min, t.max
+        ),
+        None => println!("classes          {}", card.classes.names().join(", ")),
+    }
     println!(
         "epochs           {} run, best {}",
         summary.epochs_run, summary.best_epoch
@@ -70,6 +76,68 @@ pub fn run(args: TrainArgs) -> Result<()> {
         card.train_config.input_noise,
         card.members
     );
+    if card.target.is_some() {
+        print_regression_sets(card);
+    } else {
+        print_classifier_sets(card);
+    }
+    if let Some(selection) = &card.selection {
+        print_selection(selection);
+    }
+    println!("unit             {unit}");
+    println!("history          {}", history_path.display());
+    Ok(())
+}
+
+/// Both sets' rate, likelihood and regression metrics, the OOD thresholds and the variance scale.
+fn print_regression_sets(card: &model::ModelCard) {
+    let summary = &card.training;
+    println!(
+        "h(Y) Gaussian    {:.4} nats (entropy of a Gaussian with the targets' variance)",
+        summary.label_entropy_nats
+    );
+    println!(
+        "{:<16} {:>8} {:>9} {:>9} {:>8} {:>9} {:>10} {:>10} {:>7}",
+        "set", "samples", "RMSE", "MAE", "R2", "coverage", "-ln p nats", "KL nats", "active"
+    );
+    let sets = [
+        ("train", Some(&summary.train)),
+        ("validation", summary.validation.as_ref()),
+    ];
+    for (name, set) in sets {
+        if let Some((d, m)) = set.and_then(|d| d.regression.as_ref().map(|m| (d, m))) {
+            println!(
+                "{name:<16} {:>8} {:>9.4} {:>9.4} {:>8.4} {:>9.3} {:>10.4} {:>10.3} {:>7}",
+                d.samples,
+                m.rmse,
+                m.mae,
+                m.r_squared,
+                m.coverage,
+                d.cross_entropy_nats,
+                d.mean_kl_nats,
+                d.active_dimensions
+            );
+        }
+    }
+    println!(
+        "OOD thresholds   KL > {:.3} nats or predictive entropy > {:.4} nats ({}th percentile of {})",
+        card.ood.kl_nats, card.ood.entropy_nats, card.ood.percentile, card.ood.calibrated_on
+    );
+    if let Some(t) = &card.target {
+        match &t.calibration {
+            Some(c) => println!(
+                "calibration      variance x {:.4} (fitted on {} {} predictions: NLL {:.4} -> {:.4} nats, {:.0}% interval coverage {:.3} -> {:.3})",
+                t.variance_scale, c.samples, c.fitted_on, c.nll_before_nats, c.nll_after_nats,
+                100.0 * t.interval_level, c.coverage_before, c.coverage_after
+            ),
+            None => println!("calibration      none (no held-out predictions)"),
+        }
+    }
+}
+
+/// Both sets' accuracy, bounds and calibration, the OOD thresholds and the temperature.
+fn print_classifier_sets(card: &model::ModelCard) {
+    let summary = &card.training;
     println!("H(Y)             {:.4} nats", summary.label_entropy_nats);
     println!(
         "{:<16} {:>8} {:>9} {:>10} {:>10} {:>7} {:>7}",
@@ -102,12 +170,6 @@ pub fn run(args: TrainArgs) -> Result<()> {
             c.temperature, c.offsets_text(&card.classes), c.samples, c.fitted_on, c.nll_before_nats, c.nll_after_nats, c.ece_before, c.ece_after
         );
     }
-    if let Some(selection) = &card.selection {
-        print_selection(selection);
-    }
-    println!("unit             {unit}");
-    println!("history          {}", history_path.display());
-    Ok(())
 }
 
 /// Train exactly `config`, with a progress bar over the members' epochs.
@@ -203,6 +265,7 @@ fn show_epoch(bar: &ProgressBar, config: &TrainConfig, epoch: &EpochRecord) {
 
 /// The search table: every candidate, its cross-validated scores and cost, the winner marked.
 pub(super) fn print_selection(selection: &model::Selection) {
+    let regression = selection.candidates.iter().any(|c| c.cv_rmse.is_some());
     println!(
         "selection        {} folds, {:.0} of {:.0} s of training work; refit for {} epochs",
         selection.folds, selection.work_seconds, selection.budget_seconds, selection.refit_epochs
@@ -220,7 +283,7 @@ pub(super) fn print_selection(selection: &model::Selection) {
         "folds",
         "CV NLL",
         "raw NLL",
-        "CV acc",
+        if regression { "CV RMSE" } else { "CV acc" },
         "seconds"
     );
     for c in &selection.candidates {
@@ -238,15 +301,17 @@ pub(super) fn print_selection(selection: &model::Selection) {
             c.folds_evaluated,
             c.cv_nll_nats,
             c.cv_raw_nll_nats,
-            c.cv_accuracy,
+            c.cv_rmse.unwrap_or(c.cv_accuracy),
             c.wall_seconds
         );
     }
     println!("  winner: {}", selection.reason);
-    println!(
-        "  the winner's ensemble out of fold: accuracy {:.4} ({:.0} s of training work for the other members)",
-        selection.ensemble_cv_accuracy, selection.ensemble_work_seconds
-    );
+    if !regression {
+        println!(
+            "  the winner's ensemble out of fold: accuracy {:.4} ({:.0} s of training work for the other members)",
+            selection.ensemble_cv_accuracy, selection.ensemble_work_seconds
+        );
+    }
 }
 
 /// `MODEL.safetensors` -> `MODEL.history.parquet`, beside the model.

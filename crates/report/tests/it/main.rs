@@ -82,6 +82,7 @@ fn table() -> PredictionTable {
         ],
         predictions,
         pixels: None,
+        values: None,
     }
 }
 
@@ -189,4 +190,54 @@ fn mismatched_table_is_an_error_and_leaves_nothing() {
         .to_string();
     assert!(err.contains("2 predictions for 3 plants"), "{err}");
     assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none());
+}
+
+/// A regression model's per-plant predictions become predicted_<target> columns.
+#[test]
+fn severity_predictions_become_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("predictions.parquet");
+    let mut t = table();
+    let value = |mean: f64| domain::ValuePrediction {
+        mean,
+        sd: 0.1,
+        lower: mean - 0.1645,
+        upper: mean + 0.1645,
+        entropy_nats: -0.88,
+        kl_nats: 2.5,
+        ood: mean > 0.5,
+    };
+    t.values = Some(("severity".into(), vec![value(0.1), value(0.4), value(0.7)]));
+    report::write_predictions(&path, &t, &[]).unwrap();
+    let script = r#"
+import json, sys, pyarrow.parquet as pq
+print(json.dumps(pq.read_table(sys.argv[1]).to_pylist()))
+"#;
+    let out = Command::new(python())
+        .arg("-c")
+        .arg(script)
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows[1]["predicted_severity"], 0.4);
+    assert_eq!(rows[1]["predicted_severity_sd"], 0.1);
+    assert!((rows[2]["predicted_severity_upper"].as_f64().unwrap() - 0.8645).abs() < 1e-12);
+    assert!((rows[0]["predicted_severity_lower"].as_f64().unwrap() + 0.0645).abs() < 1e-12);
+    assert_eq!(rows[0]["predicted_severity_kl_nats"], 2.5);
+    assert_eq!(rows[2]["predicted_severity_ood"], true);
+    assert_eq!(rows[0]["predicted_severity_ood"], false);
+    // The wrong count is an error that names the target and leaves nothing.
+    t.values.as_mut().unwrap().1.pop();
+    let other = dir.path().join("other.parquet");
+    let err = report::write_predictions(&other, &t, &[])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("2 severity predictions, 3 plants"), "{err}");
+    assert!(!other.exists());
 }
