@@ -274,3 +274,101 @@ fn campaigns_without_a_curve_fail_cleanly() {
         assert!(!out.exists());
     }
 }
+
+/// The example campaign end to end: `synth` regenerates sample_cubes/campaign/ byte for byte,
+/// `batch` runs pipelines/campaign-example.toml, `progress` recovers the true incidence per date
+/// within 5 points and ranks the treatments by AUDPC as the generator's ground truth does.
+#[test]
+fn example_campaign_matches_the_generators_truth() {
+    let dir = tempfile::tempdir().unwrap();
+    ok(&[
+        "synth",
+        "--library",
+        s(&root().join("crates/synth/library")),
+        "--out-dir",
+        s(dir.path()),
+        "--field",
+        "campaign",
+    ]);
+    let mut compared = 0;
+    for entry in std::fs::read_dir(dir.path().join("campaign")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        let committed = std::fs::read(sample("campaign").join(&name))
+            .unwrap_or_else(|_| panic!("{name} is not in sample_cubes/campaign/"));
+        assert!(std::fs::read(&path).unwrap() == committed, "{name} differs");
+        compared += 1;
+    }
+    assert_eq!(
+        compared,
+        5 * 2 + 3,
+        "5 cubes with headers, polygons, two truth tables"
+    );
+
+    let out = dir.path().join("dataset");
+    let file = root().join("pipelines/campaign-example.toml");
+    let run = ok(&["batch", s(&file), "--out", s(&out), "--jobs", "2"]);
+    assert!(run.contains("5 done") && run.contains("0 failed"), "{run}");
+    let progress = dir.path().join("progress");
+    ok(&[
+        "progress",
+        s(&out),
+        "--plot-column",
+        "plot",
+        "--treatment-column",
+        "treatment",
+        "--control",
+        "control",
+        "--out",
+        s(&progress),
+    ]);
+    let check = python_json(
+        r#"
+import csv, json, sys
+from collections import defaultdict
+import pyarrow.parquet as pq
+rows = pq.read_table(sys.argv[1] + "/progress.parquet").to_pylist()
+truth = list(csv.DictReader(open(sys.argv[2])))
+def by_date(items, diseased, plants):
+    d = defaultdict(lambda: [0, 0])
+    for r in items:
+        d[r["date"]][0] += int(r[diseased]); d[r["date"]][1] += int(r[plants])
+    return {k: 100 * a / b for k, (a, b) in d.items()}
+estimated, true = by_date(rows, "diseased_plants", "plants"), by_date(truth, "diseased", "plants")
+days = {r["date"]: int(r["days"]) for r in truth}
+def audpc(points):
+    points = sorted(points)
+    return sum((points[i][1] + points[i + 1][1]) / 2 * (points[i + 1][0] - points[i][0]) for i in range(len(points) - 1))
+per_plot = defaultdict(list)
+treatment = {}
+for r in truth:
+    per_plot[r["plot"]].append((int(r["days"]), float(r["incidence_pct"])))
+    treatment[r["plot"]] = r["treatment"]
+true_audpc = defaultdict(list)
+for plot, points in per_plot.items():
+    true_audpc[treatment[plot]].append(audpc(points))
+treatments = {r["treatment"]: r for r in pq.read_table(sys.argv[1] + "/treatments.parquet").to_pylist()}
+print(json.dumps({
+    "worst_date_error": max(abs(estimated[d] - true[d]) for d in true),
+    "dates": len(estimated),
+    "true_mean": {t: sum(v) / len(v) for t, v in true_audpc.items()},
+    "estimated_mean": {t: r["audpc_incidence_mean"] for t, r in treatments.items()},
+    "p_value": treatments["fungicide"]["audpc_incidence_p_value"],
+}))
+"#,
+        &[
+            s(&progress),
+            s(&sample("campaign").join("truth-incidence.csv")),
+        ],
+    );
+    assert_eq!(check["dates"], 5);
+    assert!(
+        check["worst_date_error"].as_f64().unwrap() <= 5.0,
+        "{check}"
+    );
+    let (true_mean, estimated) = (&check["true_mean"], &check["estimated_mean"]);
+    let lower =
+        |m: &serde_json::Value| m["fungicide"].as_f64().unwrap() < m["control"].as_f64().unwrap();
+    assert!(lower(true_mean) && lower(estimated), "{check}");
+    assert!(check["p_value"].as_f64().unwrap() < 0.05, "{check}");
+}

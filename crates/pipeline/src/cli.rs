@@ -521,7 +521,8 @@ pub struct SynthArgs {
     /// Where to write the fields.
     #[arg(long)]
     pub out_dir: PathBuf,
-    /// Fields to generate (default: all of field-a, field-b, lesions-a, lesions-b).
+    /// Fields to generate (default: all of field-a, field-b, lesions-a, lesions-b, and the
+    /// five-scan example campaign into OUT_DIR/campaign/).
     #[arg(long, value_delimiter = ',')]
     pub field: Vec<String>,
 }

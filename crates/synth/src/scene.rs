@@ -43,6 +43,15 @@ pub struct FieldSpec {
     /// Without lesions, a diseased plant is diseased all over.
     #[serde(default)]
     pub lesions: bool,
+    /// Class code of every plant (row-major over the cells), in place of the balanced shuffle:
+    /// the same seed then gives the same plants (positions, shapes, spectra draws) in another
+    /// disease state, as a field scanned again later.
+    #[serde(default)]
+    pub plant_classes: Option<Vec<u32>>,
+    /// Seed of the scan's own randomness (illumination, mixing, noise), drawn after the plants:
+    /// another scan of the same field. `None` keeps one stream for everything.
+    #[serde(default)]
+    pub scan_seed: Option<u64>,
 }
 
 /// Severity of a lesioned plant is drawn uniformly from this range (share of its pixels).
@@ -167,6 +176,20 @@ pub fn generate(library: &SpectralLibrary, spec: &FieldSpec) -> Result<Scene> {
     let n_plants = cells_down * cells_across;
     let mut plant_classes: Vec<usize> = (0..n_plants).map(|i| i % CLASSES.len()).collect();
     rng.shuffle(&mut plant_classes);
+    if let Some(codes) = &spec.plant_classes {
+        if codes.len() != n_plants {
+            return Err(Error::Spec(format!(
+                "{} plant classes for {n_plants} plants",
+                codes.len()
+            )));
+        }
+        for (class, code) in plant_classes.iter_mut().zip(codes) {
+            *class = CLASSES
+                .iter()
+                .position(|(c, _)| c == code)
+                .ok_or_else(|| Error::Spec(format!("plant class code {code} is not a class")))?;
+        }
+    }
     let cell = spec.cell_px as f64;
     let mut shapes = Vec::with_capacity(n_plants);
     let mut plants = Vec::with_capacity(n_plants);
@@ -249,6 +272,9 @@ pub fn generate(library: &SpectralLibrary, spec: &FieldSpec) -> Result<Scene> {
         None
     };
 
+    if let Some(seed) = spec.scan_seed {
+        rng = Rng::new(seed);
+    }
     let mut values = vec![0u16; bands * lines * samples];
     let mut codes = vec![0u32; lines * samples];
     let mut truth = lesions.as_ref().map(|_| vec![0u32; lines * samples]);

@@ -11,6 +11,7 @@ mod run;
 pub(crate) mod severity;
 mod sweep;
 mod synth;
+mod synth_campaign;
 pub(crate) mod train;
 
 use anyhow::{Context, Result};

@@ -25,6 +25,8 @@ fn fields() -> Vec<(FieldSpec, Interleave)> {
                 pixel_size_m: 0.005,
                 min_disease_severity: 0.7,
                 lesions: true,
+                plant_classes: None,
+                scan_seed: None,
             },
             interleave,
         )
@@ -42,6 +44,8 @@ fn fields() -> Vec<(FieldSpec, Interleave)> {
                 pixel_size_m: 0.005,
                 min_disease_severity: 0.7,
                 lesions: false,
+                plant_classes: None,
+                scan_seed: None,
             },
             Interleave::Bsq,
         ),
@@ -57,6 +61,8 @@ fn fields() -> Vec<(FieldSpec, Interleave)> {
                 pixel_size_m: 0.005,
                 min_disease_severity: 0.7,
                 lesions: false,
+                plant_classes: None,
+                scan_seed: None,
             },
             Interleave::Bil,
         ),
@@ -69,11 +75,12 @@ pub fn run(args: SynthArgs) -> Result<()> {
     let library = load_library(&args.library)?;
     let all = fields();
     for wanted in &args.field {
-        if !all.iter().any(|(f, _)| &f.field_id == wanted) {
+        if wanted != "campaign" && !all.iter().any(|(f, _)| &f.field_id == wanted) {
             bail!(
                 "--field {wanted}: unknown field (known: {})",
                 all.iter()
                     .map(|(f, _)| f.field_id.as_str())
+                    .chain(["campaign"])
                     .collect::<Vec<_>>()
                     .join(", ")
             );
@@ -81,6 +88,9 @@ pub fn run(args: SynthArgs) -> Result<()> {
     }
     if !args.out_dir.is_dir() {
         bail!("{}: output folder does not exist", args.out_dir.display());
+    }
+    if args.field.is_empty() || args.field.iter().any(|f| f == "campaign") {
+        super::synth_campaign::write(&library, &args.out_dir)?;
     }
     for (spec, interleave) in all {
         if !args.field.is_empty() && !args.field.contains(&spec.field_id) {
