@@ -309,7 +309,24 @@ fn example_campaign_matches_the_generators_truth() {
     let file = root().join("pipelines/campaign-example.toml");
     let run = ok(&["batch", s(&file), "--out", s(&out), "--jobs", "2"]);
     assert!(run.contains("5 done") && run.contains("0 failed"), "{run}");
+    // A second batch into the same dataset with a cube that cannot be read: it is recorded in
+    // failures/ and listed by the campaign report.
+    let broken = dir.path().join("broken.hdr");
+    std::fs::write(&broken, "ENVI\nsamples = 3\n").unwrap();
+    let extra = dir.path().join("extra.toml");
+    std::fs::write(
+        &extra,
+        format!(
+            "[outputs]\ndir = \"{}\"\n\n[[inputs]]\ncube = \"{}\"\nfield-id = \"broken\"\ndate = \"2026-06-02\"\n",
+            s(&out),
+            s(&broken)
+        ),
+    )
+    .unwrap();
+    assert!(!pipeline(&["batch", s(&extra)]).status.success());
+    assert!(out.join("failures/broken.json").is_file());
     let progress = dir.path().join("progress");
+    let report = dir.path().join("report");
     ok(&[
         "progress",
         s(&out),
@@ -321,7 +338,28 @@ fn example_campaign_matches_the_generators_truth() {
         "control",
         "--out",
         s(&progress),
+        "--report",
+        s(&report),
     ]);
+    // The report: its figures, every scan linked to its own field report, the failed cube.
+    let html = std::fs::read_to_string(report.join("index.html")).unwrap();
+    for figure in ["incidence.svg", "incidence.png"] {
+        assert!(report.join(figure).is_file(), "{figure}");
+    }
+    let links: Vec<&str> = html
+        .split("href=\"")
+        .skip(1)
+        .map(|rest| &rest[..rest.find('"').unwrap()])
+        .collect();
+    assert_eq!(links.len(), 5, "{html}");
+    for link in links {
+        assert!(report.join(link).is_file(), "{link} does not resolve");
+    }
+    assert!(
+        html.contains("broken.hdr") && html.contains("Cubes that failed"),
+        "{html}"
+    );
+    assert!(html.contains("Welch"));
     let check = python_json(
         r#"
 import csv, json, sys

@@ -104,6 +104,11 @@ pub struct ProgressArgs {
     /// Class name of healthy plants: every other call counts as diseased.
     #[arg(long, default_value = "healthy", value_name = "NAME")]
     pub healthy_class: String,
+    /// Also write the campaign report into this new folder: index.html (no network needed) with
+    /// the progress curves per treatment (or field), the AUDPC and treatment tables, every scan
+    /// linked to its field report, and the cubes that failed.
+    #[arg(long, value_name = "DIR")]
+    pub report: Option<PathBuf>,
     /// Replace the output folder if it exists.
     #[arg(long)]
     pub overwrite: bool,

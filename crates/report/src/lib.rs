@@ -3,6 +3,7 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))] // tests: a failed unwrap is a failed test
 
+mod campaign;
 mod dataset;
 mod error;
 mod field_plots;
@@ -15,6 +16,7 @@ mod spectra_table;
 mod summary;
 mod table;
 
+pub use campaign::{write_campaign_report, CampaignReport, ProgressCurve, ScanLink, TextTable};
 pub use dataset::{read_dataset_plants, DatasetColumns};
 pub use error::{Error, Result};
 pub use field_plots::{

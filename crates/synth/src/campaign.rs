@@ -87,10 +87,10 @@ pub fn generate_campaign(library: &SpectralLibrary, spec: &CampaignSpec) -> Resu
     // them (Euclidean distance in cells over the treatment's speed), with a day or two of jitter.
     let mut rng = Rng::new(field.seed ^ 0x00CA_4D16_0000_0001);
     let mut infection_day = vec![None; n_plants];
-    for q in 0..n_plots {
+    for (q, &treatment) in treatment_of_plot.iter().enumerate() {
         let members: Vec<usize> = (0..n_plants).filter(|&p| plot_of_plant[p] == q).collect();
         let focus = members[rng.index(members.len())];
-        let speed = spec.treatments[treatment_of_plot[q]].spread_cells_per_week / 7.0;
+        let speed = spec.treatments[treatment].spread_cells_per_week / 7.0;
         let last_day = spec.scans[spec.scans.len() - 1].1 as f64;
         for &p in &members {
             let (dr, dc) = (

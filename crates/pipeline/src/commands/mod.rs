@@ -7,6 +7,7 @@ mod inspect;
 mod labelled;
 pub(crate) mod pixels;
 mod progress;
+mod progress_report;
 mod run;
 pub(crate) mod severity;
 mod sweep;

@@ -13,6 +13,9 @@ use crate::output::{check_writable_dir, write_folder_atomically};
 
 pub fn run(args: ProgressArgs) -> Result<()> {
     check_writable_dir(&args.out, args.overwrite)?;
+    if let Some(dir) = &args.report {
+        check_writable_dir(dir, args.overwrite)?;
+    }
     if let Some(r) = args.match_radius_m {
         if !(r > 0.0 && r.is_finite()) {
             bail!("--match-radius-m must be a positive number of metres, not {r}");
@@ -106,6 +109,39 @@ pub fn run(args: ProgressArgs) -> Result<()> {
         }
         Ok(())
     })?;
+    if let Some(dir) = &args.report {
+        let facts = vec![
+            ("plants observed".to_string(), plants.len().to_string()),
+            (
+                "plot column".to_string(),
+                args.plot_column
+                    .clone()
+                    .unwrap_or_else(|| "- (one plot per field)".into()),
+            ),
+            (
+                "treatment column".to_string(),
+                args.treatment_column.clone().unwrap_or_else(|| "-".into()),
+            ),
+            (
+                "plants tracked by".to_string(),
+                args.match_radius_m
+                    .map_or("plant id".into(), |r| format!("map centroid within {r} m")),
+            ),
+        ];
+        let content = super::progress_report::content(
+            &args.dataset,
+            dir,
+            &progress,
+            &audpc,
+            treatments.as_ref(),
+            args.control.as_deref(),
+            facts,
+        );
+        write_folder_atomically(dir, args.overwrite, |tmp| {
+            Ok(report::write_campaign_report(tmp, &content)?)
+        })
+        .with_context(|| format!("writing the campaign report {}", dir.display()))?;
+    }
     tracing::info!(
         plants = plants.len(),
         read_s = format!("{read_seconds:.3}"),
@@ -421,4 +457,7 @@ fn print_summary(
         }
     }
     println!("written      {}", args.out.display());
+    if let Some(dir) = &args.report {
+        println!("report       {}", dir.join("index.html").display());
+    }
 }

@@ -296,6 +296,7 @@ fn work<'a>(
             Outcome::Failed(e) => tracing::error!(cube = %item.key, "failed: {e}"),
             Outcome::Abandoned => tracing::warn!(cube = %item.key, "abandoned by the stop"),
         }
+        record_failure(campaign.out, item, &outcome);
         let mut all = lock(&state.outcomes);
         all.insert(index, outcome);
         lock(&state.running).remove(&index);
@@ -303,6 +304,36 @@ fn work<'a>(
         state
             .overall
             .set_message(format!("{}/{} cubes", all.len(), items.len()));
+    }
+}
+
+/// `failures/<key>.json` (cube, field, date, error) for a cube that failed, so that readers of
+/// the dataset (`pipeline progress --report`) can list it; removed once the cube is done. Best
+/// effort: the batch's own outcome does not depend on it.
+fn record_failure(out: &std::path::Path, item: &Resolved, outcome: &Outcome) {
+    let path = out.join("failures").join(format!("{}.json", item.key));
+    match outcome {
+        Outcome::Failed(error) => {
+            let record = serde_json::json!({
+                "key": item.key,
+                "cube": item.job.cube.display().to_string(),
+                "field_id": item.job.field_id(),
+                "date": item.job.date,
+                "error": error,
+            });
+            let written = std::fs::create_dir_all(out.join("failures"))
+                .map_err(anyhow::Error::from)
+                .and_then(|()| {
+                    crate::output::write_atomically(&path, record.to_string().as_bytes())
+                });
+            if let Err(e) = written {
+                tracing::warn!(cube = %item.key, "cannot record the failure: {e:#}");
+            }
+        }
+        Outcome::Done { .. } | Outcome::UpToDate => {
+            let _ = std::fs::remove_file(&path);
+        }
+        Outcome::Abandoned => {}
     }
 }
 
