@@ -309,6 +309,10 @@ fn example_campaign_matches_the_generators_truth() {
     let file = root().join("pipelines/campaign-example.toml");
     let run = ok(&["batch", s(&file), "--out", s(&out), "--jobs", "2"]);
     assert!(run.contains("5 done") && run.contains("0 failed"), "{run}");
+    // Its [progress] section: the same tables and report as `pipeline progress` below.
+    assert!(run.contains("treatments   AUDPC of incidence"), "{run}");
+    assert!(out.join("progress-report/index.html").is_file());
+    let from_batch = std::fs::read(out.join("progress/audpc.parquet")).unwrap();
     // A second batch into the same dataset with a cube that cannot be read: it is recorded in
     // failures/ and listed by the campaign report.
     let broken = dir.path().join("broken.hdr");
@@ -341,6 +345,13 @@ fn example_campaign_matches_the_generators_truth() {
         "--report",
         s(&report),
     ]);
+    let audpc_of = |path: &Path| read_parquet(path)["rows"].clone();
+    let batch_copy = dir.path().join("batch-audpc.parquet");
+    std::fs::write(&batch_copy, from_batch).unwrap();
+    assert_eq!(
+        audpc_of(&batch_copy),
+        audpc_of(&progress.join("audpc.parquet"))
+    );
     // The report: its figures, every scan linked to its own field report, the failed cube.
     let html = std::fs::read_to_string(report.join("index.html")).unwrap();
     for figure in ["incidence.svg", "incidence.png"] {
@@ -360,6 +371,7 @@ fn example_campaign_matches_the_generators_truth() {
         "{html}"
     );
     assert!(html.contains("Welch"));
+    assert_opens_in_chromium(&report.join("index.html"));
     let check = python_json(
         r#"
 import csv, json, sys
@@ -409,4 +421,43 @@ print(json.dumps({
         |m: &serde_json::Value| m["fungicide"].as_f64().unwrap() < m["control"].as_f64().unwrap();
     assert!(lower(true_mean) && lower(estimated), "{check}");
     assert!(check["p_value"].as_f64().unwrap() < 0.05, "{check}");
+}
+
+/// Headless Chromium (Debian's package; `scripts/test` installs it) loads the page from its folder
+/// and gives back its DOM: the title, the figures and the tables are there.
+fn assert_opens_in_chromium(page: &Path) {
+    let browser = ["chromium", "chromium-browser"]
+        .into_iter()
+        .find(|b| Command::new(b).arg("--version").output().is_ok_and(|o| o.status.success()))
+        .expect("headless Chromium is needed to open the report: apt-get install chromium (scripts/test does)");
+    let profile = tempfile::tempdir().unwrap();
+    let out = Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            &format!("--user-data-dir={}", s(profile.path())),
+            "--dump-dom",
+            &format!("file://{}", s(page)),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dom = String::from_utf8_lossy(&out.stdout);
+    for part in [
+        "<title>Campaign report</title>",
+        "<img src=\"incidence.svg\"",
+        "<h2>Treatments</h2>",
+    ] {
+        assert!(dom.contains(part), "{part} missing from the rendered page");
+    }
 }

@@ -19,6 +19,33 @@ pub struct PipelineFile {
     pub plants: ingest::PlantConfig,
     pub outputs: OutputSection,
     pub inputs: Vec<InputEntry>,
+    /// Disease progress over the dataset after the batch (`pipeline progress`), when present.
+    pub progress: Option<ProgressSection>,
+}
+
+/// `[progress]`: after the batch, `pipeline progress` over the whole dataset into
+/// `<dir>/progress/` (and the campaign report into `<dir>/progress-report/`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ProgressSection {
+    /// Polygon attribute naming the plot (`progress --plot-column`).
+    pub plot_column: Option<String>,
+    /// Polygon attribute naming the treatment (`progress --treatment-column`).
+    pub treatment_column: Option<String>,
+    /// The control treatment (`progress --control`).
+    pub control: Option<String>,
+    /// Centroid matching radius (`progress --match-radius-m`).
+    pub match_radius_m: Option<f64>,
+    /// Class name of healthy plants.
+    #[serde(default = "default_healthy")]
+    pub healthy_class: String,
+    /// Also write the campaign report.
+    #[serde(default = "yes")]
+    pub report: bool,
+}
+
+fn default_healthy() -> String {
+    "healthy".into()
 }
 
 #[derive(Debug, Clone, Deserialize)]

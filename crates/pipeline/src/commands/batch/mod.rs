@@ -131,14 +131,41 @@ pub fn run(args: BatchArgs) -> Result<()> {
         announce(&stop, 0, grace);
     }
     state.overall.finish_and_clear();
-    report(
+    let result = report(
         &items,
         &state,
         started,
         shard,
         &out,
         stop.requested().then_some(&stop),
-    )
+    );
+    if let Some(section) = &file.progress {
+        if shard.is_some() {
+            println!("progress     not written by a shard: run `pipeline progress` on the merged dataset");
+        } else if !stop.requested() {
+            write_progress(section, &out);
+        }
+    }
+    result
+}
+
+/// `[progress]`: the same code as `pipeline progress`, over the whole dataset. A campaign that
+/// cannot give a curve yet (one scan so far) is said, not an error of the batch.
+fn write_progress(section: &file::ProgressSection, out: &std::path::Path) {
+    let args = crate::cli::ProgressArgs {
+        dataset: out.to_path_buf(),
+        out: out.join("progress"),
+        plot_column: section.plot_column.clone(),
+        treatment_column: section.treatment_column.clone(),
+        control: section.control.clone(),
+        match_radius_m: section.match_radius_m,
+        healthy_class: section.healthy_class.clone(),
+        report: section.report.then(|| out.join("progress-report")),
+        overwrite: true,
+    };
+    if let Err(e) = super::progress::run(args) {
+        println!("progress     not written: {e:#}");
+    }
 }
 
 /// The first line after a stop signal.
