@@ -11,22 +11,27 @@ use crate::error::{Error, Result};
 use crate::locate::locate;
 use crate::plants::{region_spectra, RegionIds};
 
+/// Open a raster that must have exactly one band (`what`: label, severity).
+fn open_single_band(data: &Path, what: &str) -> Result<gdal::Dataset> {
+    let dataset = gdal::Dataset::open(data).map_err(|e| Error::gdal_open(data, "a raster", e))?;
+    if dataset.raster_count() != 1 {
+        return Err(Error::invalid(
+            data,
+            format!(
+                "a {what} raster has one band, this one has {}",
+                dataset.raster_count()
+            ),
+        ));
+    }
+    Ok(dataset)
+}
+
 /// Read a single-band label raster. Class names come from the ENVI `class names` field when
 /// present, otherwise from GDAL category names, otherwise `class_<code>`.
 pub fn read_label_raster(path: &Path) -> Result<LabelRaster> {
     let files = locate(path)?;
     let header = files.header.as_deref().map(EnviHeader::read).transpose()?;
-    let dataset = gdal::Dataset::open(&files.data)
-        .map_err(|e| Error::gdal_open(&files.data, "a raster", e))?;
-    if dataset.raster_count() != 1 {
-        return Err(Error::invalid(
-            &files.data,
-            format!(
-                "a label raster has one band, this one has {}",
-                dataset.raster_count()
-            ),
-        ));
-    }
+    let dataset = open_single_band(&files.data, "label")?;
     let (samples, lines) = dataset.raster_size();
     let band = dataset
         .rasterband(1)
@@ -191,17 +196,7 @@ pub fn labelled_samples(
 /// is an error naming the pixel.
 pub fn read_severity_raster(path: &Path) -> Result<(usize, usize, Vec<f64>)> {
     let files = locate(path)?;
-    let dataset = gdal::Dataset::open(&files.data)
-        .map_err(|e| Error::gdal_open(&files.data, "a raster", e))?;
-    if dataset.raster_count() != 1 {
-        return Err(Error::invalid(
-            &files.data,
-            format!(
-                "a severity raster has one band, this one has {}",
-                dataset.raster_count()
-            ),
-        ));
-    }
+    let dataset = open_single_band(&files.data, "severity")?;
     let (samples, lines) = dataset.raster_size();
     let band = dataset
         .rasterband(1)

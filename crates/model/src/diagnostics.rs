@@ -159,8 +159,20 @@ impl OodThresholds {
         percentile: f64,
         calibrated_on: &str,
     ) -> Self {
-        let kl: Vec<f64> = predictions.iter().map(|p| p.kl_nats).collect();
-        let entropy: Vec<f64> = predictions.iter().map(|p| p.entropy_nats).collect();
+        Self::from_scores(
+            predictions.iter().map(|p| (p.kl_nats, p.entropy_nats)),
+            percentile,
+            calibrated_on,
+        )
+    }
+
+    /// Thresholds at `percentile` of the (KL, entropy) pairs of held-out predictions.
+    fn from_scores(
+        scores: impl Iterator<Item = (f64, f64)>,
+        percentile: f64,
+        calibrated_on: &str,
+    ) -> Self {
+        let (kl, entropy): (Vec<f64>, Vec<f64>) = scores.unzip();
         Self {
             percentile,
             kl_nats: percentile_of(&kl, percentile),
@@ -179,14 +191,11 @@ impl OodThresholds {
         percentile: f64,
         calibrated_on: &str,
     ) -> Self {
-        let kl: Vec<f64> = predictions.iter().map(|p| p.kl_nats).collect();
-        let entropy: Vec<f64> = predictions.iter().map(|p| p.entropy_nats).collect();
-        Self {
+        Self::from_scores(
+            predictions.iter().map(|p| (p.kl_nats, p.entropy_nats)),
             percentile,
-            kl_nats: percentile_of(&kl, percentile),
-            entropy_nats: percentile_of(&entropy, percentile),
-            calibrated_on: calibrated_on.to_string(),
-        }
+            calibrated_on,
+        )
     }
 
     pub fn flags_value(&self, prediction: &domain::ValuePrediction) -> bool {

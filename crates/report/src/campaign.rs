@@ -171,18 +171,12 @@ pub fn write_campaign_report(dir: &Path, report: &CampaignReport) -> Result<()> 
         )?;
         figures.push(format!("{stem}.svg"));
     }
-    let mut html = format!(
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{title}</title>\n<style>\n\
-body {{ font-family: sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }}\n\
-table {{ border-collapse: collapse; margin: 0.5em 0 1.5em; }}\n\
-th, td {{ border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; }}\n\
-th {{ background: #f3f3f3; }}\n\
-figure {{ display: inline-block; margin: 0 1em 1em 0; vertical-align: top; }}\n\
-figure img {{ max-width: 520px; border: 1px solid #ccc; }}\n\
-</style>\n</head>\n<body>\n<h1>{title}</h1>\n<p>Dataset <code>{}</code>; pipeline {}.</p>\n",
+    let mut html = crate::html::page_head(&report.title);
+    let _ = writeln!(
+        html,
+        "<p>Dataset <code>{}</code>; pipeline {}.</p>",
         escape(&report.dataset),
-        escape(&report.version),
-        title = escape(&report.title),
+        escape(&report.version)
     );
     html.push_str("<table>\n");
     for (k, v) in &report.facts {

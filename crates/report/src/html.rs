@@ -50,6 +50,27 @@ pub fn escape(text: &str) -> String {
         .replace('\'', "&#39;")
 }
 
+/// The reports' stylesheet (field and campaign reports look alike).
+pub(crate) const STYLE: &str = "\
+body { font-family: sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }\n\
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; }\n\
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; }\n\
+th { background: #f3f3f3; }\n\
+figure { display: inline-block; margin: 0 1em 1em 0; vertical-align: top; }\n\
+figure img { max-width: 520px; border: 1px solid #ccc; }\n\
+figure img.map { width: 520px; image-rendering: pixelated; }\n\
+.swatch { display: inline-block; width: 0.9em; height: 0.9em; margin-right: 0.3em; border: 1px solid #666; }\n\
+pre { background: #f7f7f7; padding: 1em; overflow-x: auto; font-size: 0.85em; }\n\
+";
+
+/// The start of a report page: doctype, title, stylesheet, heading.
+pub(crate) fn page_head(title: &str) -> String {
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{t}</title>\n<style>\n{STYLE}</style>\n</head>\n<body>\n<h1>{t}</h1>\n",
+        t = escape(title)
+    )
+}
+
 fn row(html: &mut String, key: &str, value: &str) {
     let _ = writeln!(
         html,
@@ -85,22 +106,7 @@ pub fn report_html(
 ) -> String {
     let mut html = String::new();
     let title = format!("Field {}", summary.field_id);
-    let _ = write!(
-        html,
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{}</title>\n<style>\n\
-body {{ font-family: sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }}\n\
-table {{ border-collapse: collapse; margin: 0.5em 0 1.5em; }}\n\
-th, td {{ border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; }}\n\
-th {{ background: #f3f3f3; }}\n\
-figure {{ display: inline-block; margin: 0 1em 1em 0; vertical-align: top; }}\n\
-figure img {{ max-width: 520px; border: 1px solid #ccc; }}\n\
-figure img.map {{ width: 520px; image-rendering: pixelated; }}\n\
-.swatch {{ display: inline-block; width: 0.9em; height: 0.9em; margin-right: 0.3em; border: 1px solid #666; }}\n\
-pre {{ background: #f7f7f7; padding: 1em; overflow-x: auto; font-size: 0.85em; }}\n\
-</style>\n</head>\n<body>\n<h1>{}</h1>\n",
-        escape(&title),
-        escape(&title)
-    );
+    html.push_str(&page_head(&title));
     let _ = writeln!(
         html,
         "<p>Cube <code>{}</code>{}; model <code>{}</code> (beta {}); pipeline {}.</p>",

@@ -120,7 +120,13 @@ pub fn run(args: BatchArgs) -> Result<()> {
                         eprintln!("error: {e:#}");
                     }
                     state.progress.clear().ok();
-                    std::process::exit(EXIT_STOPPED.into());
+                    // Abandoned workers may still be inside GDAL or libtorch: exit without
+                    // running C++ static destructors under them (std::process::exit does, and
+                    // under load that killed the process by a signal instead of exiting 75).
+                    use std::io::Write as _;
+                    let _ = std::io::stdout().flush();
+                    let _ = std::io::stderr().flush();
+                    signal_hook::low_level::exit(EXIT_STOPPED.into());
                 }
             }
             std::thread::sleep(Duration::from_millis(20));
