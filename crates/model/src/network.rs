@@ -34,6 +34,10 @@ pub enum Head {
 }
 
 impl Head {
+    fn is_classifier(&self) -> bool {
+        *self == Head::Classifier
+    }
+
     /// Outputs of the decoder for `classes` classes.
     pub fn outputs(self, classes: usize) -> usize {
         match self {
@@ -53,7 +57,9 @@ pub struct Architecture {
     pub latent_dim: usize,
     /// Outputs of the decoder: the number of classes, or 2 (mean, log-variance) for a Gaussian head.
     pub classes: usize,
-    #[serde(default)]
+    /// Written only for a Gaussian head, so that a classifier's file is byte for byte what it was
+    /// before heads existed.
+    #[serde(default, skip_serializing_if = "Head::is_classifier")]
     pub head: Head,
     /// The deterministic baseline: z = mu, no sampling, no KL term (and no rate to report).
     #[serde(default)]
