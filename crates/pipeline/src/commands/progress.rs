@@ -168,188 +168,107 @@ fn distinct<'a>(values: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
     out
 }
 
+// Column builders: one value per row.
+fn text<T>(rows: &[T], f: impl Fn(&T) -> String) -> Values {
+    Values::Str(rows.iter().map(f).collect())
+}
+
+fn maybe_text<T>(rows: &[T], f: impl Fn(&T) -> Option<String>) -> Values {
+    Values::OptionalStr(rows.iter().map(f).collect())
+}
+
+fn count<T>(rows: &[T], f: impl Fn(&T) -> u64) -> Values {
+    Values::U64(rows.iter().map(f).collect())
+}
+
+fn number<T>(rows: &[T], f: impl Fn(&T) -> f64) -> Values {
+    Values::F64(rows.iter().map(f).collect())
+}
+
+fn maybe_number<T>(rows: &[T], f: impl Fn(&T) -> Option<f64>) -> Values {
+    Values::OptionalF64(rows.iter().map(f).collect())
+}
+
 fn progress_frame(rows: &[ProgressRow]) -> Table {
     let mut t = Table::default();
-    t.push(
-        "field_id",
-        Values::Str(rows.iter().map(|r| r.field_id.clone()).collect()),
-    )
-    .push(
-        "plot_id",
-        Values::Str(rows.iter().map(|r| r.plot_id.clone()).collect()),
-    )
-    .push(
-        "date",
-        Values::Str(rows.iter().map(|r| r.date.clone()).collect()),
-    )
-    .push(
-        "treatment",
-        Values::OptionalStr(rows.iter().map(|r| r.treatment.clone()).collect()),
-    )
-    .push(
-        "days_since_first",
-        Values::U64(rows.iter().map(|r| r.days_since_first as u64).collect()),
-    )
-    .push(
-        "plants",
-        Values::U64(rows.iter().map(|r| r.plants as u64).collect()),
-    )
-    .push(
-        "diseased_plants",
-        Values::U64(rows.iter().map(|r| r.diseased_plants as u64).collect()),
-    )
-    .push(
-        "incidence_pct",
-        Values::F64(rows.iter().map(|r| r.incidence_pct).collect()),
-    )
-    .push(
-        "severity_mean_pct",
-        Values::OptionalF64(rows.iter().map(|r| r.severity_mean_pct).collect()),
-    )
-    .push(
-        "kl_mean_nats",
-        Values::F64(rows.iter().map(|r| r.kl_mean_nats).collect()),
-    )
-    .push(
-        "ood_plants",
-        Values::U64(rows.iter().map(|r| r.ood_plants as u64).collect()),
-    );
+    t.push("field_id", text(rows, |r| r.field_id.clone()))
+        .push("plot_id", text(rows, |r| r.plot_id.clone()))
+        .push("date", text(rows, |r| r.date.clone()))
+        .push("treatment", maybe_text(rows, |r| r.treatment.clone()))
+        .push(
+            "days_since_first",
+            count(rows, |r| r.days_since_first as u64),
+        )
+        .push("plants", count(rows, |r| r.plants as u64))
+        .push("diseased_plants", count(rows, |r| r.diseased_plants as u64))
+        .push("incidence_pct", number(rows, |r| r.incidence_pct))
+        .push(
+            "severity_mean_pct",
+            maybe_number(rows, |r| r.severity_mean_pct),
+        )
+        .push("kl_mean_nats", number(rows, |r| r.kl_mean_nats))
+        .push("ood_plants", count(rows, |r| r.ood_plants as u64));
     t
 }
 
 fn audpc_frame(rows: &[AudpcRow]) -> Table {
     let mut t = Table::default();
-    t.push(
-        "field_id",
-        Values::Str(rows.iter().map(|r| r.field_id.clone()).collect()),
-    )
-    .push(
-        "plot_id",
-        Values::Str(rows.iter().map(|r| r.plot_id.clone()).collect()),
-    )
-    .push(
-        "treatment",
-        Values::OptionalStr(rows.iter().map(|r| r.treatment.clone()).collect()),
-    )
-    .push(
-        "dates",
-        Values::U64(rows.iter().map(|r| r.dates as u64).collect()),
-    )
-    .push(
-        "first_date",
-        Values::Str(rows.iter().map(|r| r.first_date.clone()).collect()),
-    )
-    .push(
-        "last_date",
-        Values::Str(rows.iter().map(|r| r.last_date.clone()).collect()),
-    )
-    .push(
-        "duration_days",
-        Values::U64(rows.iter().map(|r| r.duration_days as u64).collect()),
-    )
-    .push(
-        "audpc_incidence",
-        Values::F64(rows.iter().map(|r| r.audpc_incidence).collect()),
-    )
-    .push(
-        "relative_audpc_incidence",
-        Values::OptionalF64(rows.iter().map(|r| r.relative_audpc_incidence).collect()),
-    )
-    .push(
-        "audpc_severity",
-        Values::OptionalF64(rows.iter().map(|r| r.audpc_severity).collect()),
-    )
-    .push(
-        "relative_audpc_severity",
-        Values::OptionalF64(rows.iter().map(|r| r.relative_audpc_severity).collect()),
-    );
+    t.push("field_id", text(rows, |r| r.field_id.clone()))
+        .push("plot_id", text(rows, |r| r.plot_id.clone()))
+        .push("treatment", maybe_text(rows, |r| r.treatment.clone()))
+        .push("dates", count(rows, |r| r.dates as u64))
+        .push("first_date", text(rows, |r| r.first_date.clone()))
+        .push("last_date", text(rows, |r| r.last_date.clone()))
+        .push("duration_days", count(rows, |r| r.duration_days as u64))
+        .push("audpc_incidence", number(rows, |r| r.audpc_incidence))
+        .push(
+            "relative_audpc_incidence",
+            maybe_number(rows, |r| r.relative_audpc_incidence),
+        )
+        .push("audpc_severity", maybe_number(rows, |r| r.audpc_severity))
+        .push(
+            "relative_audpc_severity",
+            maybe_number(rows, |r| r.relative_audpc_severity),
+        );
     t
 }
 
 fn tracks_frame(tracks: &[PlantTrack]) -> Table {
     let mut t = Table::default();
-    t.push(
-        "field_id",
-        Values::Str(tracks.iter().map(|r| r.field_id.clone()).collect()),
-    )
-    .push(
-        "plot_id",
-        Values::Str(tracks.iter().map(|r| r.plot_id.clone()).collect()),
-    )
-    .push(
-        "track_id",
-        Values::U64(tracks.iter().map(|r| u64::from(r.track_id)).collect()),
-    )
-    .push(
-        "dates_seen",
-        Values::U64(tracks.iter().map(|r| r.seen.len() as u64).collect()),
-    )
-    .push(
-        "first_date",
-        Values::Str(tracks.iter().map(|r| r.seen[0].0.clone()).collect()),
-    )
-    .push(
-        "last_date",
-        Values::Str(
-            tracks
-                .iter()
-                .map(|r| r.seen[r.seen.len() - 1].0.clone())
-                .collect(),
-        ),
-    )
-    .push(
-        "plant_ids",
-        Values::Str(
-            tracks
-                .iter()
-                .map(|r| {
-                    r.seen
-                        .iter()
-                        .map(|(d, id)| format!("{d}:{id}"))
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                })
-                .collect(),
-        ),
-    )
-    .push(
-        "first_symptom_date",
-        Values::OptionalStr(
-            tracks
-                .iter()
-                .map(|r| r.first_symptom_date.clone())
-                .collect(),
-        ),
-    );
+    t.push("field_id", text(tracks, |r| r.field_id.clone()))
+        .push("plot_id", text(tracks, |r| r.plot_id.clone()))
+        .push("track_id", count(tracks, |r| u64::from(r.track_id)))
+        .push("dates_seen", count(tracks, |r| r.seen.len() as u64))
+        .push("first_date", text(tracks, |r| r.seen[0].0.clone()))
+        .push(
+            "last_date",
+            text(tracks, |r| r.seen[r.seen.len() - 1].0.clone()),
+        )
+        .push(
+            "plant_ids",
+            text(tracks, |r| {
+                r.seen
+                    .iter()
+                    .map(|(d, id)| format!("{d}:{id}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            }),
+        )
+        .push(
+            "first_symptom_date",
+            maybe_text(tracks, |r| r.first_symptom_date.clone()),
+        );
     t
 }
 
 fn matches_frame(rows: &[MatchReport]) -> Table {
     let mut t = Table::default();
-    t.push(
-        "field_id",
-        Values::Str(rows.iter().map(|r| r.field_id.clone()).collect()),
-    )
-    .push(
-        "date",
-        Values::Str(rows.iter().map(|r| r.date.clone()).collect()),
-    )
-    .push(
-        "plants",
-        Values::U64(rows.iter().map(|r| r.plants as u64).collect()),
-    )
-    .push(
-        "matched",
-        Values::U64(rows.iter().map(|r| r.matched as u64).collect()),
-    )
-    .push(
-        "new",
-        Values::U64(rows.iter().map(|r| r.new as u64).collect()),
-    )
-    .push(
-        "missing",
-        Values::U64(rows.iter().map(|r| r.missing as u64).collect()),
-    );
+    t.push("field_id", text(rows, |r| r.field_id.clone()))
+        .push("date", text(rows, |r| r.date.clone()))
+        .push("plants", count(rows, |r| r.plants as u64))
+        .push("matched", count(rows, |r| r.matched as u64))
+        .push("new", count(rows, |r| r.new as u64))
+        .push("missing", count(rows, |r| r.missing as u64));
     t
 }
 
@@ -357,48 +276,24 @@ fn matches_frame(rows: &[MatchReport]) -> Table {
 /// test against the control.
 fn treatments_frame(incidence: &[TreatmentRow], severity: Option<&[TreatmentRow]>) -> Table {
     let mut t = Table::default();
-    let rows = incidence;
-    t.push(
-        "treatment",
-        Values::Str(rows.iter().map(|r| r.treatment.clone()).collect()),
-    )
-    .push(
-        "plots",
-        Values::U64(rows.iter().map(|r| r.plots as u64).collect()),
-    );
+    t.push("treatment", text(incidence, |r| r.treatment.clone()))
+        .push("plots", count(incidence, |r| r.plots as u64));
     let mut push = |prefix: &str, rows: &[TreatmentRow]| {
-        t.push(
-            &format!("{prefix}_mean"),
-            Values::F64(rows.iter().map(|r| r.mean).collect()),
-        )
-        .push(
-            &format!("{prefix}_ci95_low"),
-            Values::OptionalF64(rows.iter().map(|r| r.ci95.map(|c| c.0)).collect()),
-        )
-        .push(
-            &format!("{prefix}_ci95_high"),
-            Values::OptionalF64(rows.iter().map(|r| r.ci95.map(|c| c.1)).collect()),
-        )
-        .push(
-            &format!("{prefix}_welch_t"),
-            Values::OptionalF64(rows.iter().map(|r| r.versus_control.map(|w| w.t)).collect()),
-        )
-        .push(
-            &format!("{prefix}_welch_df"),
-            Values::OptionalF64(
-                rows.iter()
-                    .map(|r| r.versus_control.map(|w| w.df))
-                    .collect(),
-            ),
-        )
-        .push(
-            &format!("{prefix}_p_value"),
-            Values::OptionalF64(
-                rows.iter()
-                    .map(|r| r.versus_control.map(|w| w.p_value))
-                    .collect(),
-            ),
-        );
+        let welch = |f: fn(&::progress::WelchTest) -> f64| {
+            maybe_number(rows, move |r| r.versus_control.as_ref().map(f))
+        };
+        t.push(&format!("{prefix}_mean"), number(rows, |r| r.mean))
+            .push(
+                &format!("{prefix}_ci95_low"),
+                maybe_number(rows, |r| r.ci95.map(|c| c.0)),
+            )
+            .push(
+                &format!("{prefix}_ci95_high"),
+                maybe_number(rows, |r| r.ci95.map(|c| c.1)),
+            )
+            .push(&format!("{prefix}_welch_t"), welch(|w| w.t))
+            .push(&format!("{prefix}_welch_df"), welch(|w| w.df))
+            .push(&format!("{prefix}_p_value"), welch(|w| w.p_value));
     };
     push("audpc_incidence", incidence);
     if let Some(severity) = severity {
