@@ -16,7 +16,6 @@ Environment: VIB_ARGS (extra `pipeline train` options), QUALITY_JOBS (folds run 
 each with OMP_NUM_THREADS=1), QUALITY_FOLDS (use only the first N folds, for quick looks),
 QUALITY_METHODS (comma-separated method prefixes to run).
 """
-import csv
 import json
 import os
 import subprocess
@@ -32,37 +31,13 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
+from spectra import canopy as synthetic, peanut
+
 binary, work = sys.argv[1], sys.argv[2]
 os.makedirs(work, exist_ok=True)
-here = os.path.dirname(os.path.abspath(__file__))
 jobs = int(os.environ.get("QUALITY_JOBS", "2"))
 max_folds = int(os.environ.get("QUALITY_FOLDS", "10"))
 methods_wanted = [m for m in os.environ.get("QUALITY_METHODS", "").split(",") if m]
-
-
-def peanut():
-    path = os.path.join(here, "../../../shared/real_spectra/peanut_stem_rot/peanut_stem_rot_gh2019.csv")
-    if not os.path.exists(path):
-        sys.exit(f"{path}: the shared peanut spectra are missing (../shared beside the checkout)")
-    with open(path) as f:
-        rows = list(csv.reader(f))
-    wavelengths = [float(w) for w in rows[0][1:]]
-    labels = np.array([r[0] for r in rows[1:]])
-    x = np.array([[float(v) for v in r[1:]] for r in rows[1:]])
-    return wavelengths, x, labels
-
-
-def synthetic():
-    library = os.path.join(here, "../../crates/synth/library")
-    lines, bands = 1200, 2101
-    cube = np.fromfile(os.path.join(library, "canopy.img"), dtype="<f4").reshape(bands, lines).T
-    meta = list(csv.DictReader(open(os.path.join(library, "canopy.csv"))))
-    labels = np.array([m["label"] for m in meta])
-    severity = np.array([float(m["severity"]) for m in meta])
-    step = np.arange(0, bands, 10)
-    rng = np.random.default_rng(0)
-    x = cube[:, step] + rng.normal(0, 0.005, size=(lines, len(step)))
-    return [float(w) for w in 400 + step], x, labels, severity
 
 
 def data_sets():
