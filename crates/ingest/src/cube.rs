@@ -403,6 +403,19 @@ impl Cube {
         self.read_block_of_bands(first_line, line_count, None, buffer)
     }
 
+    /// The raw ENVI reader with its map, when the parallel scans apply: no calibration (it
+    /// needs reflectance, not stored values).
+    pub(crate) fn scan_reader(&self) -> Option<&RawEnvi> {
+        self.raw
+            .as_ref()
+            .filter(|raw| raw.is_mapped() && self.calibration.is_none())
+    }
+
+    /// File band (0-based) of exposed band `band`.
+    pub(crate) fn file_band(&self, band: usize) -> usize {
+        self.band_map.as_ref().map_or(band, |map| map[band])
+    }
+
     /// Whether [`Cube::read_block_pixel_major`] works: a BIP ENVI file read directly, every band
     /// kept, no calibration. Pixel-major blocks need no transposition.
     pub fn reads_pixel_major(&self) -> bool {
@@ -441,6 +454,51 @@ impl Cube {
         bands: Option<&[usize]>,
         buffer: &mut Vec<f32>,
     ) -> Result<()> {
+        self.read_bands(first_line, line_count, bands, false, buffer)
+    }
+
+    /// Like [`Cube::read_block`], the stored values (before gain and offset) of an uncalibrated
+    /// cube.
+    pub(crate) fn read_block_stored(
+        &self,
+        first_line: usize,
+        line_count: usize,
+        buffer: &mut Vec<f32>,
+    ) -> Result<()> {
+        if self.calibration.is_some() {
+            return Err(Error::invalid(
+                &self.files.data,
+                "stored values of a calibrated cube are not reflectance",
+            ));
+        }
+        self.read_bands(first_line, line_count, None, true, buffer)
+    }
+
+    /// Whether a white/dark calibration turns stored values into reflectance.
+    pub(crate) fn is_calibrated(&self) -> bool {
+        self.calibration.is_some()
+    }
+
+    /// Whether stored values are integers of at most 16 bits (exact in f32 and in exact sums).
+    pub(crate) fn small_integer_data(&self) -> bool {
+        use gdal::raster::GdalDataType as T;
+        match (&self.raw, &self.header, &self.dataset) {
+            (Some(_), Some(h), _) => matches!(h.data_type(), Ok(1 | 2 | 12)),
+            (None, _, Some(d)) => d
+                .rasterband(1)
+                .is_ok_and(|b| matches!(b.band_type(), T::UInt8 | T::UInt16 | T::Int16)),
+            _ => false,
+        }
+    }
+
+    fn read_bands(
+        &self,
+        first_line: usize,
+        line_count: usize,
+        bands: Option<&[usize]>,
+        stored: bool,
+        buffer: &mut Vec<f32>,
+    ) -> Result<()> {
         // Exposed band numbers -> file band numbers.
         let mapped: Option<Vec<usize>> = match (&self.band_map, bands) {
             (None, _) => None,
@@ -457,7 +515,7 @@ impl Cube {
         };
         let bands = mapped.as_deref().or(bands);
         // Calibration works on stored values; otherwise the scale is applied while decoding.
-        let scale = if self.calibration.is_some() {
+        let scale = if self.calibration.is_some() || stored {
             (1.0, 0.0)
         } else {
             (self.gain as f32, self.offset as f32)

@@ -21,6 +21,7 @@ mod plants;
 mod polygons;
 mod raster_io;
 mod raw_envi;
+mod scan;
 mod write;
 
 pub use calibration::{parse_wavelengths, read_wavelength_file, Calibration};
@@ -39,6 +40,7 @@ pub use plants::{
     vegetation_mask, AutoThreshold, PlantConfig, RegionIds, Threshold, VegetationIndex,
 };
 pub use polygons::{plants_from_id_raster, plants_from_polygons};
+pub use scan::{scan_threads, set_scan_threads};
 pub use write::{
     write_class_map, write_envi_cube, write_envi_labels, write_float_map, write_geotiff_cube,
     write_geotiff_labels,

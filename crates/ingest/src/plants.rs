@@ -7,6 +7,7 @@ use crate::components::{label_components, Components};
 use crate::cube::Cube;
 use crate::error::{Error, Result};
 use crate::morphology::{open_mask, otsu_threshold};
+use crate::scan::{exact_moments, ndvi_fixed, RegionScan, NDVI_UNIT};
 
 /// The spectral index that separates vegetation from soil.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -153,8 +154,21 @@ pub fn index_raster(cube: &Cube, config: &PlantConfig) -> Result<Vec<f32>> {
     )?;
     let samples = cube.samples();
     let mut index = vec![f32::NAN; cube.lines() * samples];
-    let mut buffer = Vec::new();
     let ignore = cube.ignore_reflectance();
+    if let Some(raw) = cube.scan_reader() {
+        let (gain, offset) = cube.gain_offset();
+        let bands = (cube.file_band(low), cube.file_band(nir));
+        if raw.scan_index(
+            cube.block_lines(),
+            bands,
+            (gain as f32, offset as f32),
+            ignore,
+            &mut index,
+        ) {
+            return Ok(index);
+        }
+    }
+    let mut buffer = Vec::new();
     for (first, count) in cube.blocks() {
         cube.read_block_of_bands(first, count, Some(&[low, nir]), &mut buffer)?;
         let plane = count * samples;
@@ -196,7 +210,12 @@ pub fn resolve_threshold(index: &[f32], config: &PlantConfig) -> f64 {
 /// The vegetation mask (1 = vegetation) after thresholding and opening, with the threshold used.
 pub fn vegetation_mask(cube: &Cube, config: &PlantConfig) -> Result<(Vec<u32>, f64)> {
     let index = index_raster(cube, config)?;
-    let threshold = resolve_threshold(&index, config);
+    Ok(mask_of_index(&index, cube, config))
+}
+
+/// [`vegetation_mask`] of an index raster.
+fn mask_of_index(index: &[f32], cube: &Cube, config: &PlantConfig) -> (Vec<u32>, f64) {
+    let threshold = resolve_threshold(index, config);
     let t = threshold as f32;
     let mut mask: Vec<u32> = index.iter().map(|&v| u32::from(v >= t)).collect();
     open_mask(
@@ -205,25 +224,44 @@ pub fn vegetation_mask(cube: &Cube, config: &PlantConfig) -> Result<(Vec<u32>, f
         cube.samples(),
         config.opening_radius_px,
     );
-    Ok((mask, threshold))
+    (mask, threshold)
 }
 
 /// Plants: 8-connected vegetation regions within the area limits, with their spectra.
 pub fn find_plants(cube: &Cube, config: &PlantConfig) -> Result<PlantSet> {
     let _span = tracing::info_span!("plants", cube = %cube.data_path().display()).entered();
-    let (mask, threshold) = vegetation_mask(cube, config)?;
+    let mut since = std::time::Instant::now();
+    let mut lap = || {
+        let seconds = since.elapsed().as_secs_f64();
+        since = std::time::Instant::now();
+        format!("{seconds:.3}s")
+    };
+    let index = index_raster(cube, config)?;
+    let index_s = lap();
+    let (mask, threshold) = mask_of_index(&index, cube, config);
+    drop(index);
     let vegetation_pixels = mask.iter().filter(|&&m| m != 0).count() as u64;
+    let mask_s = lap();
     let components = label_components(&mask, cube.lines(), cube.samples()).filter_by_area(
         config.min_plant_area_px,
         config.max_plant_area_px.unwrap_or(u64::MAX),
     );
+    let components_s = lap();
     let plants = region_spectra(cube, &components, RegionIds::Sequential)?;
+    let spectra_s = lap();
     tracing::info!(
         plants = plants.len(),
         vegetation_pixels,
         index = config.index.as_str(),
         threshold,
         "plants found"
+    );
+    tracing::debug!(
+        index_s,
+        mask_s,
+        components_s,
+        spectra_s,
+        "plant stage timings"
     );
     Ok(PlantSet {
         axis: cube.axis().clone(),
@@ -248,34 +286,124 @@ pub enum RegionIds {
     Keys,
 }
 
-/// Per-region sums, filled block by block; spectra region-major (band b of region r at r * bands + b).
-struct Accumulator {
-    bands: usize,
-    sums: Vec<f64>,
-    squares: Vec<f64>,
-    row_sums: Vec<f64>,
-    col_sums: Vec<f64>,
-    ndvi_sums: Vec<f64>,
+/// Per-region statistics, however they were gathered.
+struct RegionStats {
+    /// Mean reflectance and its standard deviation, band b of region r at r * bands + b.
+    mean: Vec<f64>,
+    std: Vec<f32>,
+    row_sums: Vec<u64>,
+    col_sums: Vec<u64>,
+    /// In units of [`NDVI_UNIT`].
+    ndvi_sums: Vec<i128>,
     ndvi_counts: Vec<u64>,
     boxes: Vec<BoundingBox>,
 }
 
 /// Mean and standard deviation spectrum, mean NDVI, centroid (pixel and map) and bounding box of
-/// every region, in one streaming pass over the cube.
+/// every region, in one pass over the cube: in parallel over units of lines from the mapped
+/// file for ENVI cubes read directly (exact integer sums for integer data of up to 16 bits), else
+/// streaming blocks of reflectance.
 pub fn region_spectra(cube: &Cube, components: &Components, ids: RegionIds) -> Result<Vec<Plant>> {
-    let (samples, bands) = (cube.samples(), cube.bands());
     let n = components.region_count;
     let ndvi_bands = band_near(cube, 670.0, "red", 30.0)
         .and_then(|red| Ok((red, band_near(cube, 800.0, "near-infrared", 30.0)?)))
         .ok();
+    let scanned = cube.scan_reader().and_then(|raw| {
+        let bands: Vec<usize> = (0..cube.bands()).map(|b| cube.file_band(b)).collect();
+        let (gain, offset) = cube.gain_offset();
+        let moments = raw.scan_regions(
+            cube.block_lines(),
+            &RegionScan {
+                region_of_pixel: &components.region_of_pixel,
+                regions: n,
+                sizes: &components.sizes,
+                bands: &bands,
+                ndvi: ndvi_bands.map(|(r, n)| (cube.file_band(r), cube.file_band(n))),
+                scale: (gain as f32, offset as f32),
+                ignore: cube.ignore_reflectance(),
+            },
+        )?;
+        Some(RegionStats {
+            mean: moments.mean.iter().map(|m| m * gain + offset).collect(),
+            std: moments
+                .variance
+                .iter()
+                .map(|v| (v.sqrt() * gain.abs()) as f32)
+                .collect(),
+            row_sums: moments.row_sums,
+            col_sums: moments.col_sums,
+            ndvi_sums: moments.ndvi_sums,
+            ndvi_counts: moments.ndvi_counts,
+            boxes: moments.boxes,
+        })
+    });
+    let stats = match scanned {
+        Some(stats) => stats,
+        None => streamed_stats(cube, components, ndvi_bands)?,
+    };
+    let bands = cube.bands();
+    let georeference = cube.georeference();
+    Ok((0..n)
+        .map(|r| {
+            let count = components.sizes[r] as f64;
+            let range = r * bands..(r + 1) * bands;
+            let (centroid_row, centroid_col) = (
+                stats.row_sums[r] as f64 / count,
+                stats.col_sums[r] as f64 / count,
+            );
+            let map = georeference.map(|g| g.map_xy(centroid_row + 0.5, centroid_col + 0.5));
+            let key = components.keys[r];
+            Plant {
+                plant_id: match ids {
+                    RegionIds::Keys => key,
+                    RegionIds::Sequential | RegionIds::Labels => r as u32 + 1,
+                },
+                pixel_count: components.sizes[r],
+                centroid_row,
+                centroid_col,
+                centroid_x: map.map(|m| m.0),
+                centroid_y: map.map(|m| m.1),
+                bbox: stats.boxes[r],
+                mean_reflectance: stats.mean[range.clone()]
+                    .iter()
+                    .map(|&m| m as f32)
+                    .collect(),
+                std_reflectance: stats.std[range].to_vec(),
+                mean_ndvi: (stats.ndvi_counts[r] > 0)
+                    .then(|| stats.ndvi_sums[r] as f64 / NDVI_UNIT / stats.ndvi_counts[r] as f64),
+                label_code: (ids == RegionIds::Labels).then_some(key),
+                attributes: Vec::new(),
+            }
+        })
+        .collect())
+}
+
+/// [`region_spectra`]'s statistics from blocks read one after the other (GDAL readers,
+/// calibrated cubes, files that cannot be mapped). Uncalibrated cubes are summed in stored values,
+/// exactly for integers of up to 16 bits, as the mapped scan does: the same bits from either.
+fn streamed_stats(
+    cube: &Cube,
+    components: &Components,
+    ndvi_bands: Option<(usize, usize)>,
+) -> Result<RegionStats> {
+    let (samples, bands) = (cube.samples(), cube.bands());
+    let n = components.region_count;
     let ignore = cube.ignore_reflectance();
-    let mut acc = Accumulator {
-        bands,
-        sums: vec![0.0; n * bands],
-        squares: vec![0.0; n * bands],
-        row_sums: vec![0.0; n],
-        col_sums: vec![0.0; n],
-        ndvi_sums: vec![0.0; n],
+    let stored = !cube.is_calibrated();
+    let exact = stored && cube.small_integer_data();
+    let (gain, bias) = if stored {
+        cube.gain_offset()
+    } else {
+        (1.0, 0.0)
+    };
+    let mut exact_totals = vec![(0i128, 0u128); if exact { n * bands } else { 0 }];
+    let mut float_totals = vec![(0f64, 0f64); if exact { 0 } else { n * bands }];
+    let mut stats = RegionStats {
+        mean: Vec::with_capacity(n * bands),
+        std: Vec::with_capacity(n * bands),
+        row_sums: vec![0; n],
+        col_sums: vec![0; n],
+        ndvi_sums: vec![0; n],
         ndvi_counts: vec![0; n],
         boxes: vec![
             BoundingBox {
@@ -295,28 +423,18 @@ pub fn region_spectra(cube: &Cube, components: &Components, ids: RegionIds) -> R
         if regions.iter().all(|&r| r == 0) {
             continue;
         }
-        let pixel_major = cube.reads_pixel_major();
-        if pixel_major {
-            cube.read_block_pixel_major(first, count, &mut buffer)?;
+        if stored {
+            cube.read_block_stored(first, count, &mut buffer)?;
         } else {
             cube.read_block(first, count, &mut buffer)?;
         }
         let plane = count * samples;
-        // Value of (pixel offset, band) in the block's layout.
-        let at = |offset: usize, band: usize| {
-            if pixel_major {
-                offset * bands + band
-            } else {
-                band * plane + offset
-            }
-        };
         runs.clear();
         for (offset, &region) in regions.iter().enumerate() {
             if region == 0 {
                 continue;
             }
             let r = region as usize - 1;
-            // Runs of one region along a line: summed below in registers.
             match runs.last_mut() {
                 Some(run)
                     if run.2 == r as u32
@@ -328,88 +446,70 @@ pub fn region_spectra(cube: &Cube, components: &Components, ids: RegionIds) -> R
                 _ => runs.push((offset as u32, 1, r as u32)),
             }
             let (row, col) = ((first + offset / samples) as u32, (offset % samples) as u32);
-            acc.row_sums[r] += f64::from(row);
-            acc.col_sums[r] += f64::from(col);
-            let b = &mut acc.boxes[r];
+            stats.row_sums[r] += u64::from(row);
+            stats.col_sums[r] += u64::from(col);
+            let b = &mut stats.boxes[r];
             b.row_min = b.row_min.min(row);
             b.row_max = b.row_max.max(row);
             b.col_min = b.col_min.min(col);
             b.col_max = b.col_max.max(col);
             if let Some((red, nir)) = ndvi_bands {
-                let (red, nir) = (buffer[at(offset, red)], buffer[at(offset, nir)]);
+                // Reflectance in f32, as the mapped scan computes it.
+                let reflectance = |v: f32| v * gain as f32 + bias as f32;
+                let (red, nir) = (
+                    reflectance(buffer[red * plane + offset]),
+                    reflectance(buffer[nir * plane + offset]),
+                );
                 let no_data = ignore.is_some_and(|i| red == i || nir == i);
                 if !no_data && red + nir > 0.0 {
-                    acc.ndvi_sums[r] += f64::from((nir - red) / (nir + red));
-                    acc.ndvi_counts[r] += 1;
+                    stats.ndvi_sums[r] += i128::from(ndvi_fixed(red, nir));
+                    stats.ndvi_counts[r] += 1;
                 }
             }
-        }
-        if pixel_major {
-            // Pixel by pixel: each pixel's spectrum and its region's sums are contiguous.
-            for &(start, len, r) in &runs {
-                let r = r as usize;
-                let sums = &mut acc.sums[r * bands..(r + 1) * bands];
-                let squares = &mut acc.squares[r * bands..(r + 1) * bands];
-                for offset in start as usize..(start + len) as usize {
-                    let spectrum = &buffer[offset * bands..(offset + 1) * bands];
-                    for ((s, q), &v) in sums.iter_mut().zip(squares.iter_mut()).zip(spectrum) {
-                        let v = f64::from(v);
-                        *s += v;
-                        *q += v * v;
-                    }
-                }
-            }
-            continue;
         }
         // Band by band: each plane is read in order, a run's sum kept in registers.
         for band in 0..bands {
             let values = &buffer[band * plane..(band + 1) * plane];
             for &(start, len, r) in &runs {
-                let (mut s, mut q) = (0f64, 0f64);
-                for &v in &values[start as usize..(start + len) as usize] {
-                    let v = f64::from(v);
-                    s += v;
-                    q += v * v;
+                let run = &values[start as usize..(start + len) as usize];
+                let at = r as usize * bands + band;
+                if exact {
+                    let (mut s, mut q) = (0i64, 0u64);
+                    for &v in run {
+                        let v = v as i64;
+                        s += v;
+                        q += v.unsigned_abs() * v.unsigned_abs();
+                    }
+                    exact_totals[at].0 += i128::from(s);
+                    exact_totals[at].1 += u128::from(q);
+                } else {
+                    let (mut s, mut q) = (0f64, 0f64);
+                    for &v in run {
+                        let v = f64::from(v);
+                        s += v;
+                        q += v * v;
+                    }
+                    float_totals[at].0 += s;
+                    float_totals[at].1 += q;
                 }
-                acc.sums[r as usize * bands + band] += s;
-                acc.squares[r as usize * bands + band] += q;
             }
         }
     }
-    let georeference = cube.georeference();
-    Ok((0..n)
-        .map(|r| {
-            let count = components.sizes[r] as f64;
-            let range = r * acc.bands..(r + 1) * acc.bands;
-            let mean: Vec<f64> = acc.sums[range.clone()].iter().map(|s| s / count).collect();
-            let std = acc.squares[range]
-                .iter()
-                .zip(&mean)
-                .map(|(q, m)| ((q / count - m * m).max(0.0).sqrt()) as f32)
-                .collect();
-            let (centroid_row, centroid_col) = (acc.row_sums[r] / count, acc.col_sums[r] / count);
-            let map = georeference.map(|g| g.map_xy(centroid_row + 0.5, centroid_col + 0.5));
-            let key = components.keys[r];
-            Plant {
-                plant_id: match ids {
-                    RegionIds::Keys => key,
-                    RegionIds::Sequential | RegionIds::Labels => r as u32 + 1,
-                },
-                pixel_count: components.sizes[r],
-                centroid_row,
-                centroid_col,
-                centroid_x: map.map(|m| m.0),
-                centroid_y: map.map(|m| m.1),
-                bbox: acc.boxes[r],
-                mean_reflectance: mean.iter().map(|&m| m as f32).collect(),
-                std_reflectance: std,
-                mean_ndvi: (acc.ndvi_counts[r] > 0)
-                    .then(|| acc.ndvi_sums[r] / acc.ndvi_counts[r] as f64),
-                label_code: (ids == RegionIds::Labels).then_some(key),
-                attributes: Vec::new(),
-            }
-        })
-        .collect())
+    for r in 0..n {
+        let count = components.sizes[r];
+        for at in r * bands..(r + 1) * bands {
+            let (mean, variance) = if exact {
+                exact_moments(exact_totals[at].0, exact_totals[at].1, count)
+            } else {
+                let (s, q) = float_totals[at];
+                let mean = s / count as f64;
+                (mean, (q / count as f64 - mean * mean).max(0.0))
+            };
+            stats.mean.push(mean * gain + bias);
+            stats.std.push((variance.sqrt() * gain.abs()) as f32);
+        }
+    }
+    Ok(stats)
 }
 
 /// Stream the spectra of the pixels where `select` (scene raster, row-major) is non-zero, block

@@ -10,11 +10,16 @@ use std::sync::Mutex;
 use domain::Interleave;
 
 use crate::error::{Error, Result};
+use crate::scan::{self, exact, float, Accumulate, Layout, MappedFile, RegionMoments, RegionScan};
 
 /// A value type on disk: width in bytes and decoding to f32.
-trait Decode {
+pub(crate) trait Decode {
     const SIZE: usize;
     fn get(bytes: &[u8]) -> f32;
+    /// The value in f64 (exact for every type but 64-bit integers beyond 2^53).
+    fn get_f64(bytes: &[u8]) -> f64;
+    /// The value as an integer (integer types of up to 32 bits only).
+    fn get_i64(bytes: &[u8]) -> i64;
     /// Decode consecutive values of `src` into `dst` (as many as `dst` holds) as v * gain + offset.
     fn run(src: &[u8], dst: &mut [f32], scale: (f32, f32));
 }
@@ -29,6 +34,19 @@ macro_rules! decoder {
                 let mut raw = [0u8; $n];
                 raw.copy_from_slice(&bytes[..$n]);
                 <$t>::$from(raw) as f32
+            }
+            #[inline(always)]
+            fn get_f64(bytes: &[u8]) -> f64 {
+                let mut raw = [0u8; $n];
+                raw.copy_from_slice(&bytes[..$n]);
+                <$t>::$from(raw) as f64
+            }
+            #[inline(always)]
+            #[allow(clippy::cast_possible_truncation)]
+            fn get_i64(bytes: &[u8]) -> i64 {
+                let mut raw = [0u8; $n];
+                raw.copy_from_slice(&bytes[..$n]);
+                <$t>::$from(raw) as i64
             }
             #[inline(always)]
             fn run(src: &[u8], dst: &mut [f32], (gain, offset): (f32, f32)) {
@@ -59,6 +77,25 @@ decoder!(I64Le, i64, 8, from_le_bytes);
 decoder!(I64Be, i64, 8, from_be_bytes);
 decoder!(U64Le, u64, 8, from_le_bytes);
 decoder!(U64Be, u64, 8, from_be_bytes);
+
+// Up to 16 bits: exact integer sums; wider types: f64 sums.
+exact!(U8);
+exact!(I16Le);
+exact!(I16Be);
+exact!(U16Le);
+exact!(U16Be);
+float!(I32Le);
+float!(I32Be);
+float!(F32Le);
+float!(F32Be);
+float!(F64Le);
+float!(F64Be);
+float!(U32Le);
+float!(U32Be);
+float!(I64Le);
+float!(I64Be);
+float!(U64Le);
+float!(U64Be);
 
 /// Values at `start, start + step, ...` of `src` (in values) into `dst`, as value * gain + offset.
 fn gather<D: Decode>(
@@ -135,6 +172,8 @@ struct Kernels {
     gather: Gather,
     transpose: Transpose,
     run: fn(&[u8], &mut [f32], (f32, f32)),
+    index: scan::IndexKernel,
+    regions: fn(&MappedFile, &Layout, &RegionScan<'_>) -> RegionMoments,
     size: usize,
 }
 
@@ -144,11 +183,13 @@ impl std::fmt::Debug for Kernels {
     }
 }
 
-fn kernels<D: Decode>() -> Kernels {
+fn kernels<D: Accumulate>() -> Kernels {
     Kernels {
         gather: gather::<D>,
         transpose: transpose::<D>,
         run: D::run,
+        index: scan::index::<D>,
+        regions: scan::regions::<D>,
         size: D::SIZE,
     }
 }
@@ -193,6 +234,8 @@ pub(crate) struct RawEnvi {
     value_bytes: usize,
     kernels: Kernels,
     scratch: Mutex<Vec<u8>>,
+    /// The file mapped read-only, for the parallel scans (absent when the system refuses).
+    map: Option<MappedFile>,
 }
 
 impl RawEnvi {
@@ -212,6 +255,7 @@ impl RawEnvi {
             )
         })?;
         let file = File::open(path).map_err(|e| Error::io(path, "cannot open the data file", e))?;
+        let map = MappedFile::new(&file, path);
         Ok(Self {
             file,
             path: path.to_path_buf(),
@@ -223,7 +267,60 @@ impl RawEnvi {
             value_bytes: kernels.size,
             kernels,
             scratch: Mutex::new(Vec::new()),
+            map,
         })
+    }
+
+    fn layout(&self, unit_lines: usize) -> Layout {
+        Layout {
+            unit_lines,
+            interleave: self.interleave,
+            offset: self.offset as usize,
+            lines: self.lines,
+            samples: self.samples,
+            bands: self.bands,
+            value_bytes: self.value_bytes,
+        }
+    }
+
+    /// Whether the parallel scans ([`RawEnvi::scan_index`], [`RawEnvi::scan_regions`]) work.
+    pub(crate) fn is_mapped(&self) -> bool {
+        self.map.is_some()
+    }
+
+    /// The index `(b - a) / (b + a)` of file bands `a` and `b` of every pixel into `out`
+    /// (lines x samples), in parallel from the map; false (nothing done) without a map.
+    pub(crate) fn scan_index(
+        &self,
+        unit_lines: usize,
+        bands: (usize, usize),
+        scale: (f32, f32),
+        ignore: Option<f32>,
+        out: &mut [f32],
+    ) -> bool {
+        let Some(map) = &self.map else {
+            return false;
+        };
+        (self.kernels.index)(
+            map,
+            &self.layout(unit_lines),
+            bands,
+            scale,
+            ignore,
+            scan::scan_threads(),
+            out,
+        );
+        true
+    }
+
+    /// Per-region moments of the stored values, in parallel from the map; `None` without a map.
+    pub(crate) fn scan_regions(
+        &self,
+        unit_lines: usize,
+        scan: &RegionScan<'_>,
+    ) -> Option<RegionMoments> {
+        let map = self.map.as_ref()?;
+        Some((self.kernels.regions)(map, &self.layout(unit_lines), scan))
     }
 
     fn read_at(&self, bytes: &mut [u8], value_index: usize) -> Result<()> {

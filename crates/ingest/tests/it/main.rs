@@ -9,6 +9,7 @@ mod labels;
 mod plants;
 mod polygons;
 mod reader;
+mod scan;
 
 use std::path::{Path, PathBuf};
 
