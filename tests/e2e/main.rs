@@ -1775,7 +1775,8 @@ fn output_checksums(data: &Path) -> std::collections::BTreeMap<String, String> {
 /// core), pinned to one core or not, with libtorch on 1 or 2 threads, 12 times: every cube's
 /// outputs are byte-identical run to run, and the identical copies have identical KL and class
 /// maps within each run. Before the fixed-order CPU forward pass, one copy's KL moved by up to
-/// 2.6e-4 nats about one run in ten on a loaded machine.
+/// 2.6e-4 nats about one run in ten on a loaded machine. `--threads` 1 or 2 also sets the
+/// threads of the parallel cube scan (issue 14).
 #[test]
 fn predictions_are_bit_identical_whatever_the_jobs_threads_or_load() {
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -1818,7 +1819,17 @@ fn predictions_are_bit_identical_whatever_the_jobs_threads_or_load() {
             Command::new(env!("CARGO_BIN_EXE_pipeline"))
         };
         let result = command
-            .args(["-q", "batch", s(&file), "--jobs", "2", "--out", s(&out)])
+            .args([
+                "-q",
+                "--threads",
+                threads,
+                "batch",
+                s(&file),
+                "--jobs",
+                "2",
+                "--out",
+                s(&out),
+            ])
             .env("OMP_NUM_THREADS", threads)
             .output()
             .unwrap();

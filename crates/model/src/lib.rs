@@ -29,6 +29,12 @@ pub use calibration::{
     RELIABILITY_BINS,
 };
 pub use config::{ClassBalance, TrainConfig};
+
+/// Threads libtorch and the CPU forward pass use from now on (at least 1). Predictions do not
+/// depend on it.
+pub fn set_threads(threads: usize) {
+    tch::set_num_threads(i32::try_from(threads.max(1)).unwrap_or(i32::MAX));
+}
 pub use device::{cuda_available, DeviceChoice};
 pub use diagnostics::{
     auroc, label_entropy_nats, percentile_of, OodThresholds, SetDiagnostics, ACTIVE_DIMENSION_NATS,

@@ -10,6 +10,10 @@ use clap::Parser;
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     init_logging(cli.verbose, cli.quiet);
+    if let Some(threads) = cli.threads {
+        ingest::set_scan_threads(threads.into());
+        model::set_threads(threads.into());
+    }
     match commands::dispatch(cli.command) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {

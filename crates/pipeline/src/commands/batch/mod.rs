@@ -95,6 +95,8 @@ pub fn run(args: BatchArgs) -> Result<()> {
     };
     let started = Instant::now();
     let jobs = args.jobs.max(1).min(items.len().max(1));
+    // Cubes in parallel share the threads: each reads with its part of them.
+    ingest::set_scan_threads((ingest::scan_threads() / jobs).max(1));
     tracing::info!(cubes = items.len(), jobs, out = %out.display(), "batch starts");
     let state = RunState::new(&items);
     let grace = Duration::from_secs_f64(args.stop_grace);
