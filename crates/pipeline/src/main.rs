@@ -14,17 +14,23 @@ fn main() -> std::process::ExitCode {
         ingest::set_scan_threads(threads.into());
         model::set_threads(threads.into());
     }
-    match commands::dispatch(cli.command) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+    let code = match commands::dispatch(cli.command) {
+        Ok(()) => 0,
         Err(error) => {
             eprintln!("error: {error:#}");
             if error.downcast_ref::<commands::Stopped>().is_some() {
-                std::process::ExitCode::from(commands::EXIT_STOPPED)
+                commands::EXIT_STOPPED
             } else {
-                std::process::ExitCode::FAILURE
+                1
             }
         }
-    }
+    };
+    // Every output is written, closed and renamed into place by now. Leave without running the
+    // C++ static destructors of libtorch (~50 ms of operator deregistration per process).
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    signal_hook::low_level::exit(code.into())
 }
 
 /// Logs go to stderr: `-v` debug, `-vv` trace, `-q` errors only; `RUST_LOG` overrides.
