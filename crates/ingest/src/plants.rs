@@ -7,7 +7,7 @@ use crate::components::{label_components, Components};
 use crate::cube::Cube;
 use crate::error::{Error, Result};
 use crate::morphology::{open_mask, otsu_threshold};
-use crate::scan::{exact_moments, ndvi_fixed, RegionScan, NDVI_UNIT};
+use crate::scan::{exact_moments, ndvi_fixed, PixelScan, RegionScan, NDVI_UNIT};
 
 /// The spectral index that separates vegetation from soil.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -515,7 +515,8 @@ fn streamed_stats(
 /// Stream the spectra of the pixels where `select` (scene raster, row-major) is non-zero, block
 /// by block in scan order: `each(pixel indices, spectra)` gets the block's selected pixels
 /// (row-major scene indices, ascending) and their spectra, pixel-major in the cube's band order.
-/// Pixels with a no-data or non-finite value in any band are left out. Memory: one block.
+/// Pixels with a no-data or non-finite value in any band are left out. ENVI files read directly
+/// are read in parallel while `each` works on the previous block. Memory: a few blocks.
 pub fn stream_pixel_spectra<E: From<Error>>(
     cube: &Cube,
     select: &[u32],
@@ -534,6 +535,30 @@ pub fn stream_pixel_spectra<E: From<Error>>(
         .into());
     }
     let ignore = cube.ignore_reflectance();
+    if let Some(raw) = cube.scan_reader() {
+        let bands: Vec<usize> = (0..bands).map(|b| cube.file_band(b)).collect();
+        let (gain, offset) = cube.gain_offset();
+        let mut failed = None;
+        let scanned = raw.scan_pixels(
+            cube.block_lines(),
+            &PixelScan {
+                select,
+                bands: &bands,
+                scale: (gain as f32, offset as f32),
+                ignore,
+            },
+            &mut |indices, spectra| match each(indices, spectra) {
+                Ok(()) => true,
+                Err(e) => {
+                    failed = Some(e);
+                    false
+                }
+            },
+        );
+        if scanned {
+            return failed.map_or(Ok(()), Err);
+        }
+    }
     let pixel_major = cube.reads_pixel_major();
     let (mut buffer, mut indices, mut spectra) = (Vec::new(), Vec::new(), Vec::new());
     for (first, count) in cube.blocks() {

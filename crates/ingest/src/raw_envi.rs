@@ -174,6 +174,7 @@ struct Kernels {
     run: fn(&[u8], &mut [f32], (f32, f32)),
     index: scan::IndexKernel,
     regions: fn(&MappedFile, &Layout, &RegionScan<'_>) -> RegionMoments,
+    pixels: scan::PixelKernel,
     size: usize,
 }
 
@@ -190,6 +191,7 @@ fn kernels<D: Accumulate>() -> Kernels {
         run: D::run,
         index: scan::index::<D>,
         regions: scan::regions::<D>,
+        pixels: scan::pixels::<D>,
         size: D::SIZE,
     }
 }
@@ -310,6 +312,21 @@ impl RawEnvi {
             scan::scan_threads(),
             out,
         );
+        true
+    }
+
+    /// The selected pixels' spectra to `each`, in scan order, read in parallel from the map;
+    /// false (nothing done) without a map.
+    pub(crate) fn scan_pixels(
+        &self,
+        unit_lines: usize,
+        scan: &scan::PixelScan<'_>,
+        each: &mut dyn FnMut(&[usize], &[f32]) -> bool,
+    ) -> bool {
+        let Some(map) = &self.map else {
+            return false;
+        };
+        (self.kernels.pixels)(map, &self.layout(unit_lines), scan, each);
         true
     }
 

@@ -270,6 +270,82 @@ fn for_each_unit<R: Send>(
     }
 }
 
+/// Run `work` on units `0..units` with `threads` threads and hand each result to `consume` on
+/// the calling thread, in unit order, while the workers go on with later units (at most two per
+/// thread ahead of `consume`, which bounds memory). `consume` returning false stops the scan.
+fn units_to_caller<R: Send>(
+    map: &MappedFile,
+    units: usize,
+    threads: usize,
+    release: impl Fn(usize) -> Vec<(usize, usize)> + Sync,
+    work: impl Fn(usize) -> R + Sync,
+    mut consume: impl FnMut(R) -> bool,
+) {
+    use std::sync::atomic::AtomicBool;
+    let threads = threads.max(1);
+    let window = 2 * threads;
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let consumed = Mutex::new(0usize);
+    let advanced = std::sync::Condvar::new();
+    let (sender, results) = std::sync::mpsc::channel::<(usize, R)>();
+    std::thread::scope(|scope| {
+        for _ in 0..threads.min(units.max(1)) {
+            let sender = sender.clone();
+            let (next, stop, consumed, advanced, release, work) =
+                (&next, &stop, &consumed, &advanced, &release, &work);
+            scope.spawn(move || loop {
+                let unit = next.fetch_add(1, Ordering::Relaxed);
+                if unit >= units || stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                {
+                    let Ok(mut done) = consumed.lock() else { break };
+                    while unit >= *done + window && !stop.load(Ordering::Relaxed) {
+                        let Ok(guard) = advanced.wait(done) else {
+                            return;
+                        };
+                        done = guard;
+                    }
+                }
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let result = work(unit);
+                for (start, len) in release(unit) {
+                    map.release(start, len);
+                }
+                if sender.send((unit, result)).is_err() {
+                    break;
+                }
+            });
+        }
+        drop(sender);
+        let mut waiting = std::collections::BTreeMap::new();
+        let mut next_unit = 0;
+        'receive: for (unit, result) in results.iter() {
+            waiting.insert(unit, result);
+            while let Some(result) = waiting.remove(&next_unit) {
+                next_unit += 1;
+                let go_on = consume(result);
+                if let Ok(mut done) = consumed.lock() {
+                    *done = next_unit;
+                }
+                if !go_on {
+                    stop.store(true, Ordering::Relaxed);
+                    advanced.notify_all();
+                    break 'receive;
+                }
+                advanced.notify_all();
+            }
+        }
+        // Workers blocked on a full window see the stop; the rest see the closed channel.
+        stop.store(true, Ordering::Relaxed);
+        advanced.notify_all();
+        drop(results);
+    });
+}
+
 /// Hint the CPU to fetch the cache line at `bytes[at]` (nothing when `at` is past the end).
 #[inline(always)]
 fn prefetch(bytes: &[u8], at: usize) {
@@ -993,4 +1069,105 @@ fn run_sums<D: Accumulate>(segment: &[u8], start: usize, end: usize) -> (D::Sum,
         from = to;
     }
     (s, q)
+}
+
+/// What a pixel scan needs besides the map.
+#[derive(Debug)]
+pub(crate) struct PixelScan<'a> {
+    /// Pixels to read: non-zero entries, row-major.
+    pub select: &'a [u32],
+    /// File band of each band read.
+    pub bands: &'a [usize],
+    /// Stored value -> reflectance.
+    pub scale: (f32, f32),
+    pub ignore: Option<f32>,
+}
+
+/// The signature of [`pixels`] for one value type.
+pub(crate) type PixelKernel =
+    fn(&MappedFile, &Layout, &PixelScan<'_>, &mut dyn FnMut(&[usize], &[f32]) -> bool);
+
+/// Spectra (reflectance, pixel-major, `scan.bands` in order) of the selected pixels, a unit of
+/// lines at a time in scan order, to `each(pixel indices, spectra)` on the calling thread while
+/// the next units are read. Pixels with a non-finite or no-data value are left out.
+pub(crate) fn pixels<D: Decode>(
+    map: &MappedFile,
+    layout: &Layout,
+    scan: &PixelScan<'_>,
+    each: &mut dyn FnMut(&[usize], &[f32]) -> bool,
+) {
+    let bytes = map.bytes();
+    let (samples, nb) = (layout.samples, scan.bands.len());
+    let (gain, offset) = scan.scale;
+    let unit_lines = layout.unit_lines.max(1);
+    let lines_of = |unit: usize| {
+        let first = unit * unit_lines;
+        first..(first + unit_lines).min(layout.lines)
+    };
+    let work = |unit: usize| {
+        let (mut indices, mut spectra) = (Vec::new(), Vec::new());
+        for line in lines_of(unit) {
+            let keys = &scan.select[line * samples..(line + 1) * samples];
+            let start = indices.len();
+            indices.extend(
+                keys.iter()
+                    .enumerate()
+                    .filter(|(_, &k)| k != 0)
+                    .map(|(s, _)| line * samples + s),
+            );
+            let picked = &indices[start..];
+            if picked.is_empty() {
+                continue;
+            }
+            let base = spectra.len();
+            spectra.resize(base + picked.len() * nb, 0.0);
+            let out = &mut spectra[base..];
+            if layout.interleave == Interleave::Bip {
+                for (p, &i) in picked.iter().enumerate() {
+                    let pixel = layout.at(0, line, i % samples);
+                    for (v, &band) in out[p * nb..(p + 1) * nb].iter_mut().zip(scan.bands) {
+                        *v = D::get(&bytes[pixel + band * D::SIZE..]) * gain + offset;
+                    }
+                }
+            } else {
+                // A band's values of the line are contiguous: read them in order.
+                for (b, &band) in scan.bands.iter().enumerate() {
+                    let segment = layout.at(band, line, 0);
+                    for (p, &i) in picked.iter().enumerate() {
+                        let at = segment + (i % samples) * D::SIZE;
+                        out[p * nb + b] = D::get(&bytes[at..]) * gain + offset;
+                    }
+                }
+            }
+        }
+        // Drop the pixels with a no-data or non-finite value, keeping the order.
+        let mut kept = 0;
+        for p in 0..indices.len() {
+            let spectrum = &spectra[p * nb..(p + 1) * nb];
+            if spectrum
+                .iter()
+                .all(|&v| v.is_finite() && scan.ignore.is_none_or(|i| v != i))
+            {
+                indices[kept] = indices[p];
+                spectra.copy_within(p * nb..(p + 1) * nb, kept * nb);
+                kept += 1;
+            }
+        }
+        indices.truncate(kept);
+        spectra.truncate(kept * nb);
+        (indices, spectra)
+    };
+    let release = |unit: usize| {
+        let lines = lines_of(unit);
+        layout.ranges(lines.start, lines.len(), None)
+    };
+    let units = layout.lines.div_ceil(unit_lines);
+    units_to_caller(
+        map,
+        units,
+        scan_threads(),
+        release,
+        work,
+        |(indices, spectra)| indices.is_empty() || each(&indices, &spectra),
+    );
 }

@@ -256,18 +256,23 @@ impl CpuNet {
         let latent = self.latent_dim;
         let samples = if self.deterministic { 1 } else { z_samples };
         let mut z = vec![0f32; rows * samples * latent];
+        let mut sigma = vec![0f32; latent];
         for i in 0..rows {
             let (m, lv) = (
                 &mu[i * latent..(i + 1) * latent],
                 &logvar[i * latent..(i + 1) * latent],
             );
+            // sigma = exp(logvar / 2), once per row (the same bits as per sample).
+            for (s, &lv) in sigma.iter_mut().zip(lv) {
+                *s = (0.5 * lv).exp();
+            }
             for s in 0..samples {
                 let out = &mut z[(i * samples + s) * latent..(i * samples + s + 1) * latent];
                 for j in 0..latent {
                     out[j] = if self.deterministic {
                         m[j]
                     } else {
-                        m[j] + (0.5 * lv[j]).exp() * eps[s * latent + j]
+                        m[j] + sigma[j] * eps[s * latent + j]
                     };
                 }
             }

@@ -241,3 +241,53 @@ fn find_plants_is_the_same_for_any_threads_and_reader() {
     }
     set_scan_threads(2);
 }
+
+/// A data file truncated under the map (another process rewriting it) ends the process with a
+/// message naming the file and status 1, not a bare bus error. Run in a child process: the
+/// child's test maps a cube, truncates its data file and scans it.
+#[test]
+fn a_file_shrinking_under_the_map_is_a_clear_error() {
+    const CHILD: &str = "PIPELINE_TEST_SIGBUS_CUBE";
+    if let Some(hdr) = std::env::var_os(CHILD) {
+        let cube = Cube::open(std::path::Path::new(&hdr), &ReadConfig::default()).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(cube.data_path())
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        let _ = find_plants(&cube, &PlantConfig::default());
+        panic!("the scan of a truncated file returned");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let hdr = write_envi_by_hand(
+        dir.path(),
+        "shrinking",
+        (64, 64, 2),
+        "bil",
+        "data type = 12\nbyte order = 0\nwavelength units = nm\nwavelength = {670, 800}\n",
+        |v| (v as u16).to_le_bytes().to_vec(),
+        |b, l, s| {
+            if (l / 8 + s / 8) % 2 == 0 {
+                [400.0, 4000.0][b]
+            } else {
+                2000.0
+            }
+        },
+    );
+    let child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "scan::a_file_shrinking_under_the_map_is_a_clear_error",
+            "--nocapture",
+        ])
+        .env(CHILD, &hdr)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&child.stderr);
+    assert_eq!(child.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("shrinking.img: the data file shrank while it was being read"),
+        "{stderr}"
+    );
+}
