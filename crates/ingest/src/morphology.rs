@@ -9,14 +9,23 @@ pub fn open_mask(mask: &mut [u32], lines: usize, samples: usize, radius: usize) 
         return;
     }
     assert_eq!(mask.len(), lines * samples, "mask has the scene's size");
-    let eroded = filter(mask, lines, samples, radius, true);
-    let opened = filter(&eroded, lines, samples, radius, false);
-    mask.copy_from_slice(&opened);
+    // One scene-sized buffer besides the mask.
+    let mut rows = vec![0u32; mask.len()];
+    filter(mask, &mut rows, lines, samples, radius, true);
+    filter(mask, &mut rows, lines, samples, radius, false);
 }
 
-/// Separable square min (`erode`) or max filter of a 0/1 raster; outside pixels are ignored.
-/// Each pass combines whole shifted rows, which compiles to vector instructions.
-fn filter(mask: &[u32], lines: usize, samples: usize, radius: usize, erode: bool) -> Vec<u32> {
+/// Separable square min (`erode`) or max filter of a 0/1 raster in place (`rows` is scratch of
+/// the same size); outside pixels are ignored. Each pass combines whole shifted rows, which
+/// compiles to vector instructions.
+fn filter(
+    mask: &mut [u32],
+    rows: &mut [u32],
+    lines: usize,
+    samples: usize,
+    radius: usize,
+    erode: bool,
+) {
     let combine = |out: &mut [u32], other: &[u32]| {
         if erode {
             out.iter_mut().zip(other).for_each(|(o, &v)| *o &= v);
@@ -25,7 +34,7 @@ fn filter(mask: &[u32], lines: usize, samples: usize, radius: usize, erode: bool
         }
     };
     // Along lines: the pixel and its neighbours up to `radius` either side within the line.
-    let mut rows = mask.to_vec();
+    rows.copy_from_slice(mask);
     for (row, source) in rows.chunks_mut(samples).zip(mask.chunks(samples)) {
         for d in 1..=radius.min(samples.saturating_sub(1)) {
             combine(&mut row[..samples - d], &source[d..]);
@@ -33,15 +42,14 @@ fn filter(mask: &[u32], lines: usize, samples: usize, radius: usize, erode: bool
         }
     }
     // Across lines: the lines up to `radius` above and below within the scene.
-    let mut out = rows.clone();
+    mask.copy_from_slice(rows);
     for line in 0..lines {
         let (lo, hi) = (line.saturating_sub(radius), (line + radius).min(lines - 1));
-        let target = &mut out[line * samples..(line + 1) * samples];
+        let target = &mut mask[line * samples..(line + 1) * samples];
         for other in (lo..=hi).filter(|&l| l != line) {
             combine(target, &rows[other * samples..(other + 1) * samples]);
         }
     }
-    out
 }
 
 /// Otsu's threshold of the finite values in `[lo, hi]`, from a histogram of `bins` bins: the bin

@@ -7,7 +7,7 @@ use crate::components::{label_components, Components};
 use crate::cube::Cube;
 use crate::error::{Error, Result};
 use crate::morphology::{open_mask, otsu_threshold};
-use crate::scan::{exact_moments, ndvi_fixed, PixelScan, RegionScan, NDVI_UNIT};
+use crate::scan::{exact_moments, ndvi_fixed, PixelScan, RegionScan, MAX_EXACT_REGION, NDVI_UNIT};
 
 /// The spectral index that separates vegetation from soil.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -246,6 +246,7 @@ pub fn find_plants(cube: &Cube, config: &PlantConfig) -> Result<PlantSet> {
         config.min_plant_area_px,
         config.max_plant_area_px.unwrap_or(u64::MAX),
     );
+    drop(mask);
     let components_s = lap();
     let plants = region_spectra(cube, &components, RegionIds::Sequential)?;
     let spectra_s = lap();
@@ -289,7 +290,7 @@ pub enum RegionIds {
 /// Per-region statistics, however they were gathered.
 struct RegionStats {
     /// Mean reflectance and its standard deviation, band b of region r at r * bands + b.
-    mean: Vec<f64>,
+    mean: Vec<f32>,
     std: Vec<f32>,
     row_sums: Vec<u64>,
     col_sums: Vec<u64>,
@@ -308,35 +309,37 @@ pub fn region_spectra(cube: &Cube, components: &Components, ids: RegionIds) -> R
     let ndvi_bands = band_near(cube, 670.0, "red", 30.0)
         .and_then(|red| Ok((red, band_near(cube, 800.0, "near-infrared", 30.0)?)))
         .ok();
-    let scanned = cube.scan_reader().and_then(|raw| {
-        let bands: Vec<usize> = (0..cube.bands()).map(|b| cube.file_band(b)).collect();
-        let (gain, offset) = cube.gain_offset();
-        let moments = raw.scan_regions(
-            cube.block_lines(),
-            &RegionScan {
-                region_of_pixel: &components.region_of_pixel,
-                regions: n,
-                sizes: &components.sizes,
-                bands: &bands,
-                ndvi: ndvi_bands.map(|(r, n)| (cube.file_band(r), cube.file_band(n))),
-                scale: (gain as f32, offset as f32),
-                ignore: cube.ignore_reflectance(),
-            },
-        )?;
-        Some(RegionStats {
-            mean: moments.mean.iter().map(|m| m * gain + offset).collect(),
-            std: moments
-                .variance
-                .iter()
-                .map(|v| (v.sqrt() * gain.abs()) as f32)
-                .collect(),
-            row_sums: moments.row_sums,
-            col_sums: moments.col_sums,
-            ndvi_sums: moments.ndvi_sums,
-            ndvi_counts: moments.ndvi_counts,
-            boxes: moments.boxes,
-        })
-    });
+    // The exact sums take regions of up to MAX_EXACT_REGION pixels (any real plant or plot).
+    let small_regions = components.sizes.iter().all(|&s| s < MAX_EXACT_REGION);
+    let scanned = cube
+        .scan_reader()
+        .filter(|_| small_regions)
+        .and_then(|raw| {
+            let bands: Vec<usize> = (0..cube.bands()).map(|b| cube.file_band(b)).collect();
+            let (gain, offset) = cube.gain_offset();
+            let moments = raw.scan_regions(
+                cube.block_lines(),
+                &RegionScan {
+                    region_of_pixel: &components.region_of_pixel,
+                    regions: n,
+                    sizes: &components.sizes,
+                    bands: &bands,
+                    ndvi: ndvi_bands.map(|(r, n)| (cube.file_band(r), cube.file_band(n))),
+                    scale: (gain as f32, offset as f32),
+                    reflectance: (gain, offset),
+                    ignore: cube.ignore_reflectance(),
+                },
+            )?;
+            Some(RegionStats {
+                mean: moments.mean,
+                std: moments.std,
+                row_sums: moments.row_sums,
+                col_sums: moments.col_sums,
+                ndvi_sums: moments.ndvi_sums,
+                ndvi_counts: moments.ndvi_counts,
+                boxes: moments.boxes,
+            })
+        });
     let stats = match scanned {
         Some(stats) => stats,
         None => streamed_stats(cube, components, ndvi_bands)?,
@@ -505,7 +508,7 @@ fn streamed_stats(
                 let mean = s / count as f64;
                 (mean, (q / count as f64 - mean * mean).max(0.0))
             };
-            stats.mean.push(mean * gain + bias);
+            stats.mean.push((mean * gain + bias) as f32);
             stats.std.push((variance.sqrt() * gain.abs()) as f32);
         }
     }

@@ -477,16 +477,16 @@ pub(crate) fn lane_masks(lo: usize, hi: usize) -> (&'static [i32], &'static [i32
     )
 }
 
-/// Integer sums: per unit in i64/u64 (a unit holds at most 16 MiB of values, whose squares
-/// of at most 2^32 cannot overflow), over the scene in i128/u128. A window sums in i32 lanes
+/// Integer sums in i64/u64: values of at most 2^16, squares of at most 2^32, over regions of
+/// fewer than [`MAX_EXACT_REGION`] pixels, cannot overflow. A window sums in i32 lanes
 /// (16 values of at most 2^16) and squares in u32 (at most 2^32 - 2^17 + 1) widened to u64.
 macro_rules! exact {
     ($name:ty) => {
         impl Accumulate for $name {
             type Sum = i64;
             type Square = u64;
-            type Total = i128;
-            type TotalSquare = u128;
+            type Total = i64;
+            type TotalSquare = u64;
             #[inline(always)]
             fn value(bytes: &[u8]) -> (i64, u64) {
                 let v = <$name>::get_i64(bytes);
@@ -512,16 +512,20 @@ macro_rules! exact {
                     .sum();
                 (i64::from(sum), square)
             }
-            fn merge(total: &mut (i128, u128), (s, q): (i64, u64)) {
-                total.0 += i128::from(s);
-                total.1 += u128::from(q);
+            fn merge(total: &mut (i64, u64), (s, q): (i64, u64)) {
+                total.0 += s;
+                total.1 += q;
             }
-            fn moments((s, q): (i128, u128), n: u64) -> (f64, f64) {
-                $crate::scan::exact_moments(s, q, n)
+            fn moments((s, q): (i64, u64), n: u64) -> (f64, f64) {
+                $crate::scan::exact_moments(i128::from(s), u128::from(q), n)
             }
         }
     };
 }
+
+/// Largest region (pixels) the exact sums take: beyond it, 64-bit sums of squares could overflow
+/// (such regions are summed by the block reader instead).
+pub(crate) const MAX_EXACT_REGION: u64 = 1 << 31;
 
 /// Mean and (population) variance of `n` integers from their exact sum and sum of squares.
 pub(crate) fn exact_moments(s: i128, q: u128, n: u64) -> (f64, f64) {
@@ -588,12 +592,13 @@ macro_rules! float {
 
 pub(crate) use {exact, float};
 
-/// Per-region results of a scan, in stored units (before gain and offset).
+/// Per-region results of a scan.
 #[derive(Debug)]
 pub(crate) struct RegionMoments {
-    /// Mean and variance of band b of region r at `r * bands + b`.
-    pub mean: Vec<f64>,
-    pub variance: Vec<f64>,
+    /// Mean reflectance (stored mean * gain + offset) and its standard deviation of band b of
+    /// region r at `r * bands + b`.
+    pub mean: Vec<f32>,
+    pub std: Vec<f32>,
     pub row_sums: Vec<u64>,
     pub col_sums: Vec<u64>,
     /// NDVI sums in units of [`NDVI_UNIT`].
@@ -615,6 +620,8 @@ pub(crate) struct RegionScan<'a> {
     pub ndvi: Option<(usize, usize)>,
     /// Stored value -> reflectance, for the NDVI.
     pub scale: (f32, f32),
+    /// Stored value -> reflectance, for the means.
+    pub reflectance: (f64, f64),
     pub ignore: Option<f32>,
 }
 
@@ -655,7 +662,7 @@ pub(crate) fn regions<D: Accumulate>(
     let mut totals = vec![(D::Total::default(), D::TotalSquare::default()); n * nb];
     let mut out = RegionMoments {
         mean: Vec::new(),
-        variance: Vec::new(),
+        std: Vec::new(),
         row_sums: vec![0; n],
         col_sums: vec![0; n],
         ndvi_sums: vec![0; n],
@@ -797,14 +804,15 @@ pub(crate) fn regions<D: Accumulate>(
     let scanned = started.elapsed().as_secs_f64();
     // Moments region by region, the regions split between the threads.
     out.mean = vec![0.0; n * nb];
-    out.variance = vec![0.0; n * nb];
+    out.std = vec![0.0; n * nb];
+    let (gain, offset) = scan.reflectance;
     let nb = nb.max(1);
     let per_thread = n.div_ceil(scan_threads()).max(1) * nb;
     std::thread::scope(|scope| {
         let parts = totals
             .chunks(per_thread)
             .zip(out.mean.chunks_mut(per_thread))
-            .zip(out.variance.chunks_mut(per_thread))
+            .zip(out.std.chunks_mut(per_thread))
             .zip(scan.sizes.chunks(per_thread / nb));
         for (((totals, means), variances), sizes) in parts {
             scope.spawn(move || {
@@ -813,9 +821,11 @@ pub(crate) fn regions<D: Accumulate>(
                     .zip(means.chunks_mut(nb))
                     .zip(variances.chunks_mut(nb))
                     .zip(sizes);
-                for (((totals, means), variances), &size) in regions {
-                    for ((&total, mean), variance) in totals.iter().zip(means).zip(variances) {
-                        (*mean, *variance) = D::moments(total, size);
+                for (((totals, means), stds), &size) in regions {
+                    for ((&total, mean), std) in totals.iter().zip(means).zip(stds) {
+                        let (m, variance) = D::moments(total, size);
+                        *mean = (m * gain + offset) as f32;
+                        *std = (variance.sqrt() * gain.abs()) as f32;
                     }
                 }
             });
