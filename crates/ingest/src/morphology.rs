@@ -1,5 +1,7 @@
 //! Binary morphology on the whole-scene mask and Otsu's threshold on an index histogram.
 
+use crate::scan::{in_parts, in_parts_of};
+
 /// Opening (erosion, then dilation) with a `(2 radius + 1)` square: removes vegetation specks and
 /// one-pixel bridges narrower than the square while keeping the shape of larger regions. Outside
 /// the scene counts as vegetation for the erosion (plants at the edge keep their edge pixels) and
@@ -34,34 +36,50 @@ fn filter(
         }
     };
     // Along lines: the pixel and its neighbours up to `radius` either side within the line.
-    rows.copy_from_slice(mask);
-    for (row, source) in rows.chunks_mut(samples).zip(mask.chunks(samples)) {
-        for d in 1..=radius.min(samples.saturating_sub(1)) {
-            combine(&mut row[..samples - d], &source[d..]);
-            combine(&mut row[d..], &source[..samples - d]);
+    let source: &[u32] = mask;
+    in_parts(rows, samples, |first, part| {
+        part.copy_from_slice(&source[first..first + part.len()]);
+        for (row, source) in part
+            .chunks_mut(samples)
+            .zip(source[first..].chunks(samples))
+        {
+            for d in 1..=radius.min(samples.saturating_sub(1)) {
+                combine(&mut row[..samples - d], &source[d..]);
+                combine(&mut row[d..], &source[..samples - d]);
+            }
         }
-    }
+    });
     // Across lines: the lines up to `radius` above and below within the scene.
-    mask.copy_from_slice(rows);
-    for line in 0..lines {
-        let (lo, hi) = (line.saturating_sub(radius), (line + radius).min(lines - 1));
-        let target = &mut mask[line * samples..(line + 1) * samples];
-        for other in (lo..=hi).filter(|&l| l != line) {
-            combine(target, &rows[other * samples..(other + 1) * samples]);
+    let rows: &[u32] = rows;
+    in_parts(mask, samples, |first, part| {
+        part.copy_from_slice(&rows[first..first + part.len()]);
+        for (l, target) in part.chunks_mut(samples).enumerate() {
+            let line = first / samples + l;
+            let (lo, hi) = (line.saturating_sub(radius), (line + radius).min(lines - 1));
+            for other in (lo..=hi).filter(|&o| o != line) {
+                combine(target, &rows[other * samples..(other + 1) * samples]);
+            }
         }
-    }
+    });
 }
 
 /// Otsu's threshold of the finite values in `[lo, hi]`, from a histogram of `bins` bins: the bin
 /// edge that maximises the between-class variance. `None` when fewer than two bins are occupied.
 pub fn otsu_threshold(values: &[f32], lo: f32, hi: f32, bins: usize) -> Option<f32> {
-    let mut histogram = vec![0u64; bins];
     let width = (hi - lo) / bins as f32;
-    for &v in values {
-        if v.is_finite() && v >= lo && v <= hi {
-            let bin = (((v - lo) / width) as usize).min(bins - 1);
-            histogram[bin] += 1;
+    // Counts of parts of the values in parallel, added: integers, the same in any order.
+    let mut histogram = vec![0u64; bins];
+    for part in in_parts_of(values, 1, |_, part| {
+        let mut counts = vec![0u64; bins];
+        for &v in part {
+            if v.is_finite() && v >= lo && v <= hi {
+                let bin = (((v - lo) / width) as usize).min(bins - 1);
+                counts[bin] += 1;
+            }
         }
+        counts
+    }) {
+        histogram.iter_mut().zip(part).for_each(|(h, c)| *h += c);
     }
     if histogram.iter().filter(|&&c| c > 0).count() < 2 {
         return None;

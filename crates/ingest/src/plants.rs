@@ -7,7 +7,10 @@ use crate::components::{label_components, Components};
 use crate::cube::Cube;
 use crate::error::{Error, Result};
 use crate::morphology::{open_mask, otsu_threshold};
-use crate::scan::{exact_moments, ndvi_fixed, PixelScan, RegionScan, MAX_EXACT_REGION, NDVI_UNIT};
+use crate::scan::{
+    exact_moments, in_parts, in_parts_of, ndvi_fixed, PixelScan, RegionScan, MAX_EXACT_REGION,
+    NDVI_UNIT,
+};
 
 /// The spectral index that separates vegetation from soil.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -217,7 +220,12 @@ pub fn vegetation_mask(cube: &Cube, config: &PlantConfig) -> Result<(Vec<u32>, f
 fn mask_of_index(index: &[f32], cube: &Cube, config: &PlantConfig) -> (Vec<u32>, f64) {
     let threshold = resolve_threshold(index, config);
     let t = threshold as f32;
-    let mut mask: Vec<u32> = index.iter().map(|&v| u32::from(v >= t)).collect();
+    let mut mask = vec![0u32; index.len()];
+    in_parts(&mut mask, 1, |first, part| {
+        for (m, &v) in part.iter_mut().zip(&index[first..]) {
+            *m = u32::from(v >= t);
+        }
+    });
     open_mask(
         &mut mask,
         cube.lines(),
@@ -240,7 +248,11 @@ pub fn find_plants(cube: &Cube, config: &PlantConfig) -> Result<PlantSet> {
     let index_s = lap();
     let (mask, threshold) = mask_of_index(&index, cube, config);
     drop(index);
-    let vegetation_pixels = mask.iter().filter(|&&m| m != 0).count() as u64;
+    let vegetation_pixels: u64 = in_parts_of(&mask, 1, |_, part| {
+        part.iter().filter(|&&m| m != 0).count() as u64
+    })
+    .into_iter()
+    .sum();
     let mask_s = lap();
     let components = label_components(&mask, cube.lines(), cube.samples()).filter_by_area(
         config.min_plant_area_px,

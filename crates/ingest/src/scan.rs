@@ -35,6 +35,65 @@ pub fn scan_threads() -> usize {
     }
 }
 
+/// `f(first item, part)` on `threads` contiguous parts of `items` (part lengths multiples of
+/// `align`, e.g. whole lines of a raster), in parallel; results in part order.
+pub(crate) fn in_parts<T: Send, R: Send>(
+    items: &mut [T],
+    align: usize,
+    f: impl Fn(usize, &mut [T]) -> R + Sync,
+) -> Vec<R> {
+    let align = align.max(1);
+    let threads = scan_threads();
+    let per_part = items.len().div_ceil(align).div_ceil(threads).max(1) * align;
+    if threads == 1 || items.len() <= per_part {
+        return vec![f(0, items)];
+    }
+    std::thread::scope(|scope| {
+        let f = &f;
+        let handles: Vec<_> = items
+            .chunks_mut(per_part)
+            .enumerate()
+            .map(|(i, part)| scope.spawn(move || f(i * per_part, part)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    })
+}
+
+/// [`in_parts`] over a shared slice.
+pub(crate) fn in_parts_of<T: Sync, R: Send>(
+    items: &[T],
+    align: usize,
+    f: impl Fn(usize, &[T]) -> R + Sync,
+) -> Vec<R> {
+    let align = align.max(1);
+    let threads = scan_threads();
+    let per_part = items.len().div_ceil(align).div_ceil(threads).max(1) * align;
+    if threads == 1 || items.len() <= per_part {
+        return vec![f(0, items)];
+    }
+    std::thread::scope(|scope| {
+        let f = &f;
+        let handles: Vec<_> = items
+            .chunks(per_part)
+            .enumerate()
+            .map(|(i, part)| scope.spawn(move || f(i * per_part, part)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    })
+}
+
 /// A read-only map of a data file, registered so a bus error (the file shrank under the map)
 /// ends the process with a message naming the file instead of a bare crash.
 #[derive(Debug)]
@@ -669,20 +728,42 @@ pub(crate) fn regions<D: Accumulate>(
         ndvi_counts: vec![0; n],
         boxes: vec![EMPTY_BOX; n],
     };
-    // Centroids and boxes from the region raster alone.
-    for (line, keys) in scan.region_of_pixel.chunks(samples).enumerate() {
-        for (s, &region) in keys.iter().enumerate() {
-            if region != 0 {
-                let r = region as usize - 1;
-                out.row_sums[r] += line as u64;
-                out.col_sums[r] += s as u64;
-                let b = &mut out.boxes[r];
-                b.row_min = b.row_min.min(line as u32);
-                b.row_max = b.row_max.max(line as u32);
-                b.col_min = b.col_min.min(s as u32);
-                b.col_max = b.col_max.max(s as u32);
+    // Centroids and boxes from the region raster alone: integer sums, minima and maxima, so
+    // parts of the scene in parallel give the same result.
+    let parts = in_parts_of(scan.region_of_pixel, samples, |first, part| {
+        let first_line = first / samples.max(1);
+        let mut touched: Vec<(usize, u64, u64, BoundingBox)> = Vec::new();
+        let mut slot = vec![u32::MAX; n];
+        for (l, keys) in part.chunks(samples).enumerate() {
+            let line = first_line + l;
+            for (s, &region) in keys.iter().enumerate() {
+                if region != 0 {
+                    let r = region as usize - 1;
+                    if slot[r] == u32::MAX {
+                        slot[r] = touched.len() as u32;
+                        touched.push((r, 0, 0, EMPTY_BOX));
+                    }
+                    let t = &mut touched[slot[r] as usize];
+                    t.1 += line as u64;
+                    t.2 += s as u64;
+                    let b = &mut t.3;
+                    b.row_min = b.row_min.min(line as u32);
+                    b.row_max = b.row_max.max(line as u32);
+                    b.col_min = b.col_min.min(s as u32);
+                    b.col_max = b.col_max.max(s as u32);
+                }
             }
         }
+        touched
+    });
+    for (r, rows, cols, part) in parts.into_iter().flatten() {
+        out.row_sums[r] += rows;
+        out.col_sums[r] += cols;
+        let b = &mut out.boxes[r];
+        b.row_min = b.row_min.min(part.row_min);
+        b.row_max = b.row_max.max(part.row_max);
+        b.col_min = b.col_min.min(part.col_min);
+        b.col_max = b.col_max.max(part.col_max);
     }
     #[cfg(target_arch = "x86_64")]
     let avx2 = std::arch::is_x86_feature_detected!("avx2");
