@@ -379,10 +379,7 @@ pub fn region_spectra(cube: &Cube, components: &Components, ids: RegionIds) -> R
                 centroid_x: map.map(|m| m.0),
                 centroid_y: map.map(|m| m.1),
                 bbox: stats.boxes[r],
-                mean_reflectance: stats.mean[range.clone()]
-                    .iter()
-                    .map(|&m| m as f32)
-                    .collect(),
+                mean_reflectance: stats.mean[range.clone()].to_vec(),
                 std_reflectance: stats.std[range].to_vec(),
                 mean_ndvi: (stats.ndvi_counts[r] > 0)
                     .then(|| stats.ndvi_sums[r] as f64 / NDVI_UNIT / stats.ndvi_counts[r] as f64),
