@@ -158,7 +158,11 @@ pub fn index_raster(cube: &Cube, config: &PlantConfig) -> Result<Vec<f32>> {
     let samples = cube.samples();
     let mut index = vec![f32::NAN; cube.lines() * samples];
     let ignore = cube.ignore_reflectance();
-    if let Some(raw) = cube.scan_reader() {
+    // BIP: the two bands are in every pixel, so the map's parallel pass is the fastest read.
+    // BIL and BSQ: positioned reads of just the two bands' lines are (0.022 vs 0.051 s on a 2 GiB
+    // BIL cube: mapping pages costs more than copying these few bytes).
+    let bip = cube.interleave() == Some(domain::Interleave::Bip);
+    if let Some(raw) = cube.scan_reader().filter(|_| bip) {
         let (gain, offset) = cube.gain_offset();
         let bands = (cube.file_band(low), cube.file_band(nir));
         if raw.scan_index(
