@@ -264,7 +264,7 @@ fn a_file_shrinking_under_the_map_is_a_clear_error() {
         dir.path(),
         "shrinking",
         (64, 64, 2),
-        "bil",
+        "bip", // BIP: the index pass reads through the map too
         "data type = 12\nbyte order = 0\nwavelength units = nm\nwavelength = {670, 800}\n",
         |v| (v as u16).to_le_bytes().to_vec(),
         |b, l, s| {
