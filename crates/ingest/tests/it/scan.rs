@@ -72,6 +72,7 @@ fn region_sums_match_an_independent_computation() {
         let components = label_components(&keys, lines, samples);
         assert!(components.region_count >= 4);
         for (name, data_type, byte_order, encode, shift) in ENCODINGS {
+            let mut first_of_interleaves = None;
             for interleave in ["bsq", "bil", "bip"] {
                 let value = |b, l, s| stored(b, l, s) + shift;
                 let hdr = write_envi_by_hand(
@@ -175,6 +176,9 @@ fn region_sums_match_an_independent_computation() {
                         results.windows(2).all(|w| w[0] == w[1]),
                         "{name} {interleave}: exact sums differ"
                     );
+                    // And the same bits from every interleave of the same values.
+                    let first = first_of_interleaves.get_or_insert_with(|| results[0].clone());
+                    assert_eq!(first, &results[0], "{name} {interleave} vs bsq");
                 }
             }
         }
