@@ -6,6 +6,7 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))] // tests: a failed unwrap is a failed test
 
+mod accumulate;
 mod calibration;
 mod components;
 mod cube;
@@ -16,7 +17,10 @@ mod error;
 pub mod fuzzing;
 mod labels;
 mod locate;
+mod mapped;
 mod morphology;
+mod parallel;
+mod pixel_scan;
 mod plants;
 mod polygons;
 mod raster_io;
@@ -35,12 +39,12 @@ pub use labels::{
 };
 pub use locate::{locate, RasterFiles};
 pub use morphology::{open_mask, otsu_threshold};
+pub use parallel::{scan_threads, set_scan_threads};
 pub use plants::{
     find_plants, index_raster, region_spectra, resolve_threshold, stream_pixel_spectra,
     vegetation_mask, AutoThreshold, PlantConfig, RegionIds, Threshold, VegetationIndex,
 };
 pub use polygons::{plants_from_id_raster, plants_from_polygons};
-pub use scan::{scan_threads, set_scan_threads};
 pub use write::{
     write_class_map, write_envi_cube, write_envi_labels, write_float_map, write_geotiff_cube,
     write_geotiff_labels,

@@ -1,6 +1,6 @@
 //! Binary morphology on the whole-scene mask and Otsu's threshold on an index histogram.
 
-use crate::scan::{in_parts, in_parts_of};
+use crate::parallel::{in_parts, in_parts_of};
 
 /// Opening (erosion, then dilation) with a `(2 radius + 1)` square: removes vegetation specks and
 /// one-pixel bridges narrower than the square while keeping the shape of larger regions. Outside

@@ -3,14 +3,14 @@
 
 use domain::{BoundingBox, Plant, PlantSet};
 
+use crate::accumulate::{exact_moments, ndvi_fixed, MAX_EXACT_REGION, NDVI_UNIT};
 use crate::components::{label_components, Components};
 use crate::cube::Cube;
 use crate::error::{Error, Result};
 use crate::morphology::{open_mask, otsu_threshold};
-use crate::scan::{
-    exact_moments, in_parts, in_parts_of, ndvi_fixed, PixelScan, RegionScan, MAX_EXACT_REGION,
-    NDVI_UNIT,
-};
+use crate::parallel::{in_parts, in_parts_of};
+use crate::pixel_scan::PixelScan;
+use crate::scan::RegionScan;
 
 /// The spectral index that separates vegetation from soil.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -9,8 +9,10 @@ use std::sync::Mutex;
 
 use domain::Interleave;
 
+use crate::accumulate::{exact, float, Accumulate};
 use crate::error::{Error, Result};
-use crate::scan::{self, exact, float, Accumulate, Layout, MappedFile, RegionMoments, RegionScan};
+use crate::mapped::MappedFile;
+use crate::scan::{self, Layout, RegionMoments, RegionScan};
 
 /// A value type on disk: width in bytes and decoding to f32.
 pub(crate) trait Decode {
@@ -174,7 +176,7 @@ struct Kernels {
     run: fn(&[u8], &mut [f32], (f32, f32)),
     index: scan::IndexKernel,
     regions: fn(&MappedFile, &Layout, &RegionScan<'_>) -> RegionMoments,
-    pixels: scan::PixelKernel,
+    pixels: crate::pixel_scan::PixelKernel,
     size: usize,
 }
 
@@ -191,7 +193,7 @@ fn kernels<D: Accumulate>() -> Kernels {
         run: D::run,
         index: scan::index::<D>,
         regions: scan::regions::<D>,
-        pixels: scan::pixels::<D>,
+        pixels: crate::pixel_scan::pixels::<D>,
         size: D::SIZE,
     }
 }
@@ -309,7 +311,7 @@ impl RawEnvi {
             bands,
             scale,
             ignore,
-            scan::scan_threads(),
+            crate::parallel::scan_threads(),
             out,
         );
         true
@@ -320,7 +322,7 @@ impl RawEnvi {
     pub(crate) fn scan_pixels(
         &self,
         unit_lines: usize,
-        scan: &scan::PixelScan<'_>,
+        scan: &crate::pixel_scan::PixelScan<'_>,
         each: &mut dyn FnMut(&[usize], &[f32]) -> bool,
     ) -> bool {
         let Some(map) = &self.map else {
