@@ -57,23 +57,16 @@ impl Layout {
     ) -> Vec<(usize, usize)> {
         let line_bytes = self.samples * self.bands * self.value_bytes;
         match (self.interleave, bands) {
-            (Interleave::Bsq, Some(bands)) => bands
-                .iter()
-                .map(|&b| {
-                    (
-                        self.at(b, first, 0),
-                        count * self.samples * self.value_bytes,
-                    )
-                })
-                .collect(),
-            (Interleave::Bsq, None) => (0..self.bands)
-                .map(|b| {
-                    (
-                        self.at(b, first, 0),
-                        count * self.samples * self.value_bytes,
-                    )
-                })
-                .collect(),
+            (Interleave::Bsq, bands) => {
+                let plane_part = count * self.samples * self.value_bytes;
+                match bands {
+                    Some(bands) => bands.to_vec(),
+                    None => (0..self.bands).collect(),
+                }
+                .into_iter()
+                .map(|b| (self.at(b, first, 0), plane_part))
+                .collect()
+            }
             _ => vec![(self.at(0, first, 0), count * line_bytes)],
         }
     }
