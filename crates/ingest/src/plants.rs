@@ -341,7 +341,6 @@ pub fn region_spectra(cube: &Cube, components: &Components, ids: RegionIds) -> R
                     sizes: &components.sizes,
                     bands: &bands,
                     ndvi: ndvi_bands.map(|(r, n)| (cube.file_band(r), cube.file_band(n))),
-                    scale: (gain as f32, offset as f32),
                     reflectance: (gain, offset),
                     ignore: cube.ignore_reflectance(),
                 },

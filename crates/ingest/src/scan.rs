@@ -176,9 +176,8 @@ pub(crate) struct RegionScan<'a> {
     pub bands: &'a [usize],
     /// File bands (red, near-infrared) of the mean NDVI, when the cube has them.
     pub ndvi: Option<(usize, usize)>,
-    /// Stored value -> reflectance, for the NDVI.
-    pub scale: (f32, f32),
-    /// Stored value -> reflectance, for the means.
+    /// Stored value -> reflectance (gain, offset): in f64 for the means, in f32 (as blocks of
+    /// reflectance are decoded) for the NDVI.
     pub reflectance: (f64, f64),
     pub ignore: Option<f32>,
 }
@@ -475,7 +474,7 @@ fn add_ndvi<D: Accumulate>(
     sums: &mut [i128],
     counts: &mut [u64],
 ) {
-    let (gain, offset) = scan.scale;
+    let (gain, offset) = (scan.reflectance.0 as f32, scan.reflectance.1 as f32);
     for &(line, start, len, k) in runs {
         for s in start as usize..(start + len) as usize {
             let red = D::get(&bytes[layout.at(red, line as usize, s)..]) * gain + offset;
