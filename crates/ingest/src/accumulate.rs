@@ -8,17 +8,15 @@ use crate::raw_envi::Decode;
 /// A stored value's contribution to a region's sums: exact integers for types of up to 16 bits,
 /// f64 otherwise.
 pub(crate) trait Accumulate: Decode {
-    type Sum: Copy + Default + Send + AddAssign;
-    type Square: Copy + Default + Send + AddAssign;
-    type Total: Copy + Default + Send + Sync;
-    type TotalSquare: Copy + Default + Send + Sync;
+    /// The sum (and sum of squares) of a run, a unit and the scene alike.
+    type Sum: Copy + Default + Send + Sync + AddAssign;
+    type Square: Copy + Default + Send + Sync + AddAssign;
     fn value(bytes: &[u8]) -> (Self::Sum, Self::Square);
     /// Sum and sum of squares of lanes `lo..hi` of a window of [`WINDOW`] stored values: fixed
     /// width and masked, so it compiles to a few vector instructions however short the run.
     fn window(window: &[u8], lo: usize, hi: usize) -> (Self::Sum, Self::Square);
-    fn merge(total: &mut (Self::Total, Self::TotalSquare), part: (Self::Sum, Self::Square));
-    /// Mean and (population) variance of `n` values from their totals.
-    fn moments(total: (Self::Total, Self::TotalSquare), n: u64) -> (f64, f64);
+    /// Mean and (population) variance of `n` values from their sum and sum of squares.
+    fn moments(total: (Self::Sum, Self::Square), n: u64) -> (f64, f64);
 }
 
 /// Values summed at once along a line by [`Accumulate::window`].
@@ -52,8 +50,6 @@ macro_rules! exact {
         impl Accumulate for $name {
             type Sum = i64;
             type Square = u64;
-            type Total = i64;
-            type TotalSquare = u64;
             #[inline(always)]
             fn value(bytes: &[u8]) -> (i64, u64) {
                 let v = <$name>::get_i64(bytes);
@@ -78,10 +74,6 @@ macro_rules! exact {
                     .map(|&v| u64::from(v.unsigned_abs() * v.unsigned_abs()))
                     .sum();
                 (i64::from(sum), square)
-            }
-            fn merge(total: &mut (i64, u64), (s, q): (i64, u64)) {
-                total.0 += s;
-                total.1 += q;
             }
             fn moments((s, q): (i64, u64), n: u64) -> (f64, f64) {
                 $crate::accumulate::exact_moments(i128::from(s), u128::from(q), n)
@@ -126,8 +118,6 @@ macro_rules! float {
         impl Accumulate for $name {
             type Sum = f64;
             type Square = f64;
-            type Total = f64;
-            type TotalSquare = f64;
             #[inline(always)]
             fn value(bytes: &[u8]) -> (f64, f64) {
                 let v = <$name>::get_f64(bytes);
@@ -143,10 +133,6 @@ macro_rules! float {
                     q += v * v;
                 }
                 (s, q)
-            }
-            fn merge(total: &mut (f64, f64), (s, q): (f64, f64)) {
-                total.0 += s;
-                total.1 += q;
             }
             fn moments((s, q): (f64, f64), n: u64) -> (f64, f64) {
                 let n = n as f64;

@@ -305,15 +305,7 @@ impl RawEnvi {
         let Some(map) = &self.map else {
             return false;
         };
-        (self.kernels.index)(
-            map,
-            &self.layout(unit_lines),
-            bands,
-            scale,
-            ignore,
-            crate::parallel::scan_threads(),
-            out,
-        );
+        (self.kernels.index)(map, &self.layout(unit_lines), bands, scale, ignore, out);
         true
     }
 

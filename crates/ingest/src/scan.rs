@@ -10,6 +10,7 @@
 //! process (`MADV_DONTNEED`) once it is done, so resident memory stays at a few units whatever
 //! the size of the file.
 
+use std::ops::AddAssign;
 use std::sync::Mutex;
 
 use domain::{BoundingBox, Interleave};
@@ -74,18 +75,16 @@ impl Layout {
 
 /// The signature of [`index`] for one value type.
 pub(crate) type IndexKernel =
-    fn(&MappedFile, &Layout, (usize, usize), (f32, f32), Option<f32>, usize, &mut [f32]);
+    fn(&MappedFile, &Layout, (usize, usize), (f32, f32), Option<f32>, &mut [f32]);
 
 /// Vegetation index `(b - a) / (b + a)` of every pixel from file bands `a` and `b` (stored value
 /// * gain + offset, as f32), NaN where either is the no-data value or the sum is not positive.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn index<D: Decode>(
     map: &MappedFile,
     layout: &Layout,
     (a, b): (usize, usize),
     (gain, offset): (f32, f32),
     ignore: Option<f32>,
-    threads: usize,
     out: &mut [f32],
 ) {
     let bytes = map.bytes();
@@ -111,7 +110,7 @@ pub(crate) fn index<D: Decode>(
     for_each_unit(
         map,
         units,
-        threads,
+        scan_threads(),
         |unit| match layout.interleave {
             // Band planes: released once at the end (units are slivers of a plane).
             Interleave::Bsq => Vec::new(),
@@ -216,7 +215,7 @@ pub(crate) fn regions<D: Accumulate>(
 ) -> RegionMoments {
     let (n, nb, samples) = (scan.regions, scan.bands.len(), layout.samples);
     let bytes = map.bytes();
-    let mut totals = vec![(D::Total::default(), D::TotalSquare::default()); n * nb];
+    let mut totals = vec![(D::Sum::default(), D::Square::default()); n * nb];
     let mut out = RegionMoments {
         mean: Vec::new(),
         std: Vec::new(),
@@ -263,20 +262,38 @@ pub(crate) fn regions<D: Accumulate>(
         b.col_min = b.col_min.min(part.col_min);
         b.col_max = b.col_max.max(part.col_max);
     }
+    // BSQ: the runs of the whole scene (units are band planes), and the NDVI from the red and
+    // NIR planes in scan order.
+    let bsq_runs = (layout.interleave == Interleave::Bsq)
+        .then(|| region_runs(scan.region_of_pixel, samples, 0..layout.lines, |r| r as u32));
+    if let (Some(runs), Some(bands)) = (&bsq_runs, scan.ndvi) {
+        add_ndvi::<D>(
+            bytes,
+            layout,
+            scan,
+            bands,
+            runs,
+            &mut out.ndvi_sums,
+            &mut out.ndvi_counts,
+        );
+    }
     #[cfg(target_arch = "x86_64")]
     let avx2 = std::arch::is_x86_feature_detected!("avx2");
     let unit_lines = layout.unit_lines.max(1);
-    let merge = |unit: UnitSums<D::Sum, D::Square>, columns: Option<std::ops::Range<usize>>| {
+    fn add<S: AddAssign, Q: AddAssign>(total: &mut (S, Q), (s, q): (S, Q)) {
+        total.0 += s;
+        total.1 += q;
+    }
+    let mut merge = |unit: UnitSums<D::Sum, D::Square>, columns: Option<std::ops::Range<usize>>| {
         for (k, &r) in unit.regions.iter().enumerate() {
             let r = r as usize;
             match &columns {
-                _ if unit.sums.is_empty() => {}
                 // A unit of bands: those bands of every region.
                 Some(columns) => {
                     let width = columns.len();
                     for (j, i) in columns.clone().enumerate() {
                         let part = (unit.sums[k * width + j], unit.squares[k * width + j]);
-                        D::merge(&mut totals[r * nb + i], part);
+                        add(&mut totals[r * nb + i], part);
                     }
                 }
                 None => {
@@ -284,7 +301,7 @@ pub(crate) fn regions<D: Accumulate>(
                         .iter()
                         .zip(&unit.squares[k * nb..(k + 1) * nb]);
                     for (total, (&s, &q)) in totals[r * nb..(r + 1) * nb].iter_mut().zip(parts) {
-                        D::merge(total, (s, q));
+                        add(total, (s, q));
                     }
                 }
             }
@@ -295,28 +312,8 @@ pub(crate) fn regions<D: Accumulate>(
         }
     };
     let started = std::time::Instant::now();
-    if layout.interleave == Interleave::Bsq {
-        let runs = region_runs(scan.region_of_pixel, samples, 0..layout.lines, |r| r as u32);
+    if let Some(runs) = bsq_runs {
         let every: Vec<u32> = (0..n as u32).collect();
-        // NDVI from the red and NIR planes, in scan order.
-        let ndvi = scan.ndvi.map(|bands| {
-            let (mut sums, mut counts) = (vec![0; n], vec![0; n]);
-            add_ndvi::<D>(bytes, layout, scan, bands, &runs, &mut sums, &mut counts);
-            (sums, counts)
-        });
-        let mut merge = merge;
-        if let Some((sums, counts)) = ndvi {
-            merge(
-                UnitSums {
-                    regions: every.clone(),
-                    sums: Vec::new(),
-                    squares: Vec::new(),
-                    ndvi: sums,
-                    ndvi_counts: counts,
-                },
-                None,
-            );
-        }
         // Units of BSQ_BANDS planes: the run list is read once per unit, not once per band.
         let groups = nb.div_ceil(BSQ_BANDS);
         let columns = |g: usize| g * BSQ_BANDS..((g + 1) * BSQ_BANDS).min(nb);
@@ -381,7 +378,6 @@ pub(crate) fn regions<D: Accumulate>(
             }
             sums
         };
-        let mut merge = merge;
         for_each_unit(
             map,
             layout.lines.div_ceil(unit_lines),
@@ -463,7 +459,6 @@ fn region_runs(
 }
 
 /// Mean-NDVI sums of the runs' pixels (in run order) into `sums[run.3]` and `counts[run.3]`.
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn add_ndvi<D: Accumulate>(
     bytes: &[u8],
