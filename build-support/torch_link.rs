@@ -1,4 +1,4 @@
-// Shared by the build scripts of the crates that link libtorch (`model`, `pipeline`).
+// Shared by the build scripts of the crates that link libtorch (`training`, `pipeline-torch`).
 //
 // torch-sys exports the libtorch library folder as `DEP_TCH_LIBTORCH_LIB`. Binaries get an
 // rpath to it so they run without LD_LIBRARY_PATH. `libtorch_cuda.so` registers the CUDA

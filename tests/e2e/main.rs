@@ -2161,3 +2161,71 @@ print(json.dumps({"same": all(r["scored_pixels"] == r["pixel_count"] for r in ro
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--per-pixel"));
     assert!(!p("x.parquet").exists() && !p("x.tif").exists());
 }
+
+/// Shared libraries a binary names in its dynamic section (`readelf -d`).
+fn needed_libraries(binary: &Path) -> Vec<String> {
+    let out = Command::new("readelf")
+        .arg("-d")
+        .arg(binary)
+        .output()
+        .expect("readelf (binutils) runs");
+    assert!(out.status.success(), "readelf -d {}", binary.display());
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains("(NEEDED)"))
+        .filter_map(|l| l.split('[').nth(1)?.split(']').next().map(str::to_string))
+        .collect()
+}
+
+/// `pipeline` never loads libtorch (its start-up alone is ~0.2 s); training hands the whole
+/// command over to `pipeline-torch` beside it, and without that binary says so, before writing
+/// anything.
+#[test]
+fn libtorch_only_where_training_needs_it() {
+    let plain = Path::new(env!("CARGO_BIN_EXE_pipeline"));
+    let libs = needed_libraries(plain);
+    assert!(
+        !libs.iter().any(|l| l.contains("torch") || l.contains("c10")),
+        "pipeline links {libs:?}"
+    );
+    assert!(
+        plain.with_file_name("pipeline-torch").is_file(),
+        "pipeline-torch is not built beside pipeline: run `cargo test --workspace`"
+    );
+    // A copy of `pipeline` alone in a folder (a hard link: the same file, another name).
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let alone = dir.path().join("pipeline");
+    std::fs::hard_link(plain, &alone).unwrap();
+    let out_model = dir.path().join("m.safetensors");
+    let cube = sample("field-a.hdr");
+    let out = Command::new(&alone)
+        .args([
+            "train",
+            "--cube",
+            s(&cube),
+            "--labels",
+            s(&sample("field-a-labels.hdr")),
+            "--out",
+            s(&out_model),
+            "--no-tune",
+        ])
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("training needs libtorch") && stderr.contains("pipeline-torch"),
+        "{stderr}"
+    );
+    assert!(!out_model.exists());
+    // Prediction on the CPU needs nothing else.
+    let table = dir.path().join("plants.parquet");
+    let out = Command::new(&alone)
+        .args(["run", "--cube", s(&cube), "--out", s(&table), "--device", "cpu"])
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(table.is_file());
+}

@@ -79,7 +79,7 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
-    pub(crate) fn validate(&self) -> crate::Result<()> {
+    pub fn validate(&self) -> crate::Result<()> {
         let bad = |m: String| Err(crate::Error::Config(m));
         if !(self.beta >= 0.0 && self.beta.is_finite()) {
             return bad(format!(

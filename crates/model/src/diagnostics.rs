@@ -1,12 +1,7 @@
 //! What a trained model does on a labelled set: the two information bounds' ingredients, accuracy,
 //! calibration, and the per-dimension rate.
 
-use domain::{ClassSet, Prediction};
-use tch::{Kind, Tensor};
-
-use crate::error::{Result, TorchContext};
-use crate::metrics::Metrics;
-use crate::network::VibNet;
+use domain::Prediction;
 
 /// A latent dimension is active when its mean KL exceeds this many nats.
 pub const ACTIVE_DIMENSION_NATS: f64 = 0.01;
@@ -36,7 +31,7 @@ pub struct SetDiagnostics {
 
 impl SetDiagnostics {
     /// Diagnostics of no samples (a placeholder until the real ones are computed).
-    pub(crate) fn empty() -> Self {
+    pub fn empty() -> Self {
         Self {
             samples: 0,
             accuracy: 0.0,
@@ -49,80 +44,6 @@ impl SetDiagnostics {
             regression: None,
         }
     }
-}
-
-/// Run the network on standardised `x` [n, bands] with class indices `y` [n], drawing `z_samples`
-/// samples of z per spectrum. Callers hold the seeded-work lock.
-pub(crate) fn diagnose(
-    net: &VibNet,
-    x: &Tensor,
-    y: &Tensor,
-    classes: &ClassSet,
-    z_samples: usize,
-) -> Result<(SetDiagnostics, Vec<Prediction>)> {
-    let n = x.size()[0];
-    let (probabilities, kl_dims, cross_entropy) = tch::no_grad(|| {
-        let (mu, logvar) = net.encode(x);
-        let kl_dims = net.rate_per_dimension(&mu, &logvar);
-        let mut sum = Tensor::zeros([n, classes.len() as i64], (Kind::Float, x.device()));
-        let mut cross_entropy = 0.0;
-        for _ in 0..z_samples {
-            let logits = net.classify(&net.sample_z(&mu, &logvar));
-            cross_entropy += logits.cross_entropy_for_logits(y).double_value(&[]);
-            sum += logits.softmax(-1, Kind::Float);
-        }
-        (
-            sum / z_samples as f64,
-            kl_dims,
-            cross_entropy / z_samples as f64,
-        )
-    });
-    let kl_per_dimension_nats: Vec<f64> = Vec::<f32>::try_from(
-        kl_dims
-            .mean_dim(0, false, Kind::Float)
-            .to_device(tch::Device::Cpu),
-    )
-    .doing("copying KL")?
-    .into_iter()
-    .map(f64::from)
-    .collect();
-    let kl: Vec<f32> = Vec::try_from(
-        kl_dims
-            .sum_dim_intlist(1, false, Kind::Float)
-            .to_device(tch::Device::Cpu),
-    )
-    .doing("copying KL")?;
-    let probabilities: Vec<f32> =
-        Vec::try_from(probabilities.to_device(tch::Device::Cpu).flatten(0, -1))
-            .doing("copying probabilities")?;
-    let truth: Vec<usize> = Vec::<i64>::try_from(y.to_device(tch::Device::Cpu))
-        .doing("copying labels")?
-        .into_iter()
-        .map(|c| c as usize)
-        .collect();
-    let predictions: Vec<Prediction> = probabilities
-        .chunks(classes.len())
-        .zip(&kl)
-        .map(|(p, &k)| Prediction::from_probabilities(p.to_vec(), k as f64))
-        .collect();
-    let metrics = Metrics::compute(classes, &truth, &predictions);
-    Ok((
-        SetDiagnostics {
-            samples: n as usize,
-            accuracy: metrics.overall_accuracy,
-            cross_entropy_nats: cross_entropy,
-            mean_kl_nats: metrics.mean_kl_nats,
-            active_dimensions: kl_per_dimension_nats
-                .iter()
-                .filter(|&&k| k > ACTIVE_DIMENSION_NATS)
-                .count(),
-            kl_per_dimension_nats,
-            negative_log_likelihood_nats: metrics.negative_log_likelihood_nats,
-            expected_calibration_error: metrics.expected_calibration_error,
-            regression: None,
-        },
-        predictions,
-    ))
 }
 
 /// Entropy in nats of the class frequencies of `targets` (class indices).
@@ -154,7 +75,7 @@ pub struct OodThresholds {
 }
 
 impl OodThresholds {
-    pub(crate) fn calibrate(
+    pub fn calibrate(
         predictions: &[Prediction],
         percentile: f64,
         calibrated_on: &str,
@@ -186,7 +107,7 @@ impl OodThresholds {
     }
 
     /// Thresholds at `percentile` of a regression model's held-out KL and predictive entropy.
-    pub(crate) fn calibrate_values(
+    pub fn calibrate_values(
         predictions: &[domain::ValuePrediction],
         percentile: f64,
         calibrated_on: &str,

@@ -22,25 +22,9 @@ pub enum Error {
     Input(String),
     #[error("invalid setting: {0}")]
     Config(String),
-    #[error("libtorch failed while {doing}: {source}")]
-    Torch {
-        doing: String,
-        #[source]
-        source: tch::TchError,
-    },
+    /// A libtorch call failed (training, or prediction on a CUDA device); its message.
+    #[error("libtorch failed while {doing}: {message}")]
+    Torch { doing: String, message: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-pub(crate) trait TorchContext<T> {
-    fn doing(self, doing: &str) -> Result<T>;
-}
-
-impl<T> TorchContext<T> for std::result::Result<T, tch::TchError> {
-    fn doing(self, doing: &str) -> Result<T> {
-        self.map_err(|source| Error::Torch {
-            doing: doing.to_string(),
-            source,
-        })
-    }
-}

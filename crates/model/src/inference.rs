@@ -21,7 +21,9 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
-use crate::network::{EncoderKind, Head, LOGVAR_MAX, LOGVAR_MIN};
+use crate::error::{Error, Result};
+use crate::network::{Architecture, EncoderKind, Head, LOGVAR_MAX, LOGVAR_MIN};
+use crate::persist::NamedTensor;
 use crate::split::SplitMix64;
 
 /// Rows a thread takes at a time.
@@ -29,11 +31,11 @@ const CHUNK_ROWS: usize = 256;
 
 /// A fully connected layer: `weight` [out, in] row-major (as libtorch stores it), `bias` [out].
 #[derive(Debug, Clone)]
-pub(crate) struct Dense {
-    pub weight: Vec<f32>,
-    pub bias: Vec<f32>,
-    pub inputs: usize,
-    pub outputs: usize,
+struct Dense {
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+    inputs: usize,
+    outputs: usize,
 }
 
 impl Dense {
@@ -56,12 +58,12 @@ impl Dense {
 /// A 1D convolution along the bands, stride 1, zero padding `kernel / 2` (length kept):
 /// `weight` [out_channels, in_channels, kernel], `bias` [out_channels].
 #[derive(Debug, Clone)]
-pub(crate) struct Conv {
-    pub weight: Vec<f32>,
-    pub bias: Vec<f32>,
-    pub in_channels: usize,
-    pub out_channels: usize,
-    pub kernel: usize,
+struct Conv {
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+    in_channels: usize,
+    out_channels: usize,
+    kernel: usize,
 }
 
 impl Conv {
@@ -137,31 +139,43 @@ fn matmul_transposed(x: &[f32], rows: usize, k: usize, w: &[f32], n: usize, y: &
 
 /// The VIB network's weights, laid out for [`CpuNet::predict`].
 #[derive(Debug, Clone)]
-pub(crate) struct CpuNet {
-    pub encoder: EncoderKind,
-    pub input_dim: usize,
-    pub convs: Vec<Conv>,
-    pub hidden: Vec<Dense>,
+pub struct CpuNet {
+    encoder: EncoderKind,
+    input_dim: usize,
+    convs: Vec<Conv>,
+    hidden: Vec<Dense>,
     /// The mu/logvar head: [2 * latent, last hidden].
-    pub head: Dense,
-    pub classifier: Dense,
-    pub latent_dim: usize,
-    pub deterministic: bool,
-    pub output: Head,
+    head: Dense,
+    classifier: Dense,
+    latent_dim: usize,
+    deterministic: bool,
+    output: Head,
 }
 
 /// One spectrum's prediction before it becomes a [`domain::Prediction`] (or, for a Gaussian
 /// head, a [`domain::ValuePrediction`]).
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct RawPrediction {
+pub struct RawPrediction {
     /// The softmax averaged over samples of z; for a Gaussian head, the mixture's moments
     /// (E[y], E[y^2]) on the standardised target.
     pub probabilities: Vec<f32>,
     pub kl_nats: f64,
 }
 
+/// (x - mean) / std per band, for row-major spectra of `mean.len()` bands.
+pub fn standardise(spectra: &[f32], mean: &[f32], std: &[f32]) -> Vec<f32> {
+    spectra
+        .chunks(mean.len())
+        .flat_map(|s| {
+            s.iter()
+                .zip(mean.iter().zip(std))
+                .map(|(&v, (&m, &sd))| (v - m) / sd)
+        })
+        .collect()
+}
+
 /// The eps of every spectrum's `z_samples` draws of z, [z_samples, latent], from `seed` alone.
-pub(crate) fn eps_table(seed: u64, z_samples: usize, latent: usize) -> Vec<f32> {
+pub fn eps_table(seed: u64, z_samples: usize, latent: usize) -> Vec<f32> {
     normals(
         SplitMix64::new(seed ^ 0x0005_EED0_FE95_u64).next_u64(),
         z_samples * latent,
@@ -169,7 +183,7 @@ pub(crate) fn eps_table(seed: u64, z_samples: usize, latent: usize) -> Vec<f32> 
 }
 
 /// `count` standard normal draws (Box-Muller on SplitMix64), the same on every platform.
-pub(crate) fn normals(seed: u64, count: usize) -> Vec<f32> {
+pub fn normals(seed: u64, count: usize) -> Vec<f32> {
     let mut rng = SplitMix64::new(seed);
     let mut uniform = move || ((rng.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
     let mut out = Vec::with_capacity(count + 1);
@@ -185,8 +199,58 @@ pub(crate) fn normals(seed: u64, count: usize) -> Vec<f32> {
 }
 
 impl CpuNet {
+    /// The network of `arch` with the weights `tensors` (every tensor of
+    /// [`Architecture::weight_shapes`], by name; checked there).
+    pub fn new(arch: &Architecture, tensors: &[NamedTensor]) -> Result<Self> {
+        let values = |name: &str| -> Result<(Vec<f32>, Vec<usize>)> {
+            tensors
+                .iter()
+                .find(|t| t.name == name)
+                .map(|t| (t.values.clone(), t.shape.clone()))
+                .ok_or_else(|| Error::Data(format!("the network has no tensor '{name}'")))
+        };
+        let dense = |name: &str| -> Result<Dense> {
+            let (weight, shape) = values(&format!("{name}.weight"))?;
+            let (bias, _) = values(&format!("{name}.bias"))?;
+            Ok(Dense {
+                weight,
+                bias,
+                inputs: shape[1],
+                outputs: shape[0],
+            })
+        };
+        let mut convs = Vec::new();
+        if arch.encoder == EncoderKind::Conv {
+            for name in ["conv0", "conv1"] {
+                let (weight, shape) = values(&format!("{name}.weight"))?;
+                let (bias, _) = values(&format!("{name}.bias"))?;
+                convs.push(Conv {
+                    weight,
+                    bias,
+                    out_channels: shape[0],
+                    in_channels: shape[1],
+                    kernel: shape[2],
+                });
+            }
+        }
+        let hidden = (0..arch.hidden_dims.len())
+            .map(|i| dense(&format!("encoder{i}")))
+            .collect::<Result<_>>()?;
+        Ok(Self {
+            encoder: arch.encoder,
+            input_dim: arch.input_dim,
+            convs,
+            hidden,
+            head: dense("mu_logvar")?,
+            classifier: dense("classifier")?,
+            latent_dim: arch.latent_dim,
+            deterministic: arch.deterministic,
+            output: arch.head,
+        })
+    }
+
     /// `x`: [rows, input_dim] standardised spectra -> (mu, logvar), each [rows, latent].
-    pub(crate) fn encode(&self, x: &[f32], rows: usize) -> (Vec<f32>, Vec<f32>) {
+    pub fn encode(&self, x: &[f32], rows: usize) -> (Vec<f32>, Vec<f32>) {
         let mut h: Vec<f32>;
         let mut width = self.input_dim;
         if self.encoder == EncoderKind::Conv && !self.convs.is_empty() {
@@ -320,7 +384,7 @@ impl CpuNet {
 
     /// Predict `rows` spectra from their standardised features `x` [rows, input_dim];
     /// `threads` workers take chunks of rows in turn.
-    pub(crate) fn predict(
+    pub fn predict(
         &self,
         x: &[f32],
         rows: usize,

@@ -1,10 +1,12 @@
-//! The Variational Information Bottleneck classifier (Alemi et al. 2017) for spectra.
+//! The Variational Information Bottleneck classifier (Alemi et al. 2017) for spectra: the model
+//! file, its card, and prediction, in plain Rust.
 //!
 //! Encoder q(z|x) = N(mu(x), diag(sigma^2(x))), z = mu + sigma * eps, classifier p(y|z), prior
 //! N(0, I); loss = mean cross-entropy + beta * batch mean of KL(q(z|x) || N(0, I)). Prediction
 //! averages the softmax over samples of z (and over ensemble members), tempers it, and reports
-//! each spectrum's KL. Options are chosen by cross-validation (`selection`). libtorch stays inside
-//! this crate: its API takes and returns plain slices and domain types.
+//! each spectrum's KL. This crate has no libtorch: a process that only predicts on the CPU never
+//! loads it (its start-up alone is ~0.2 s). Training, the cross-validated selection of options
+//! and prediction on CUDA are the `training` crate's, which builds on this one.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))] // tests: a failed unwrap is a failed test
 
@@ -21,33 +23,31 @@ mod persist;
 mod regression;
 mod selection;
 mod split;
-mod training;
 mod vib;
 
 pub use calibration::{
-    calibrate, fit_calibration, reliability_bins, temper, Calibration, ReliabilityBin,
-    RELIABILITY_BINS,
+    calibrate, calibrated_nll, fit_calibration, identity, reliability_bins, temper, tempered_nll,
+    Calibration, ReliabilityBin, RELIABILITY_BINS,
 };
 pub use config::{ClassBalance, TrainConfig};
-
-/// Threads libtorch and the CPU forward pass use from now on (at least 1). Predictions do not
-/// depend on it.
-pub fn set_threads(threads: usize) {
-    tch::set_num_threads(i32::try_from(threads.max(1)).unwrap_or(i32::MAX));
-}
-pub use device::{cuda_available, DeviceChoice};
+pub use device::DeviceChoice;
 pub use diagnostics::{
     auroc, label_entropy_nats, percentile_of, OodThresholds, SetDiagnostics, ACTIVE_DIMENSION_NATS,
 };
+pub use ensemble::{average, set_threads, threads, Accelerator};
 pub use error::{Error, Result};
+pub use inference::{eps_table, normals, standardise, CpuNet, RawPrediction};
 pub use metrics::{ClassMetrics, Metrics};
-pub use network::{Architecture, EncoderKind, Head};
+pub use network::{Architecture, EncoderKind, Head, LOGVAR_MAX, LOGVAR_MIN};
+pub use persist::{content_id, NamedTensor};
 pub use regression::{
-    normal_quantile, spearman_rho, RegressionCalibration, RegressionMetrics, RegressionTarget,
-    DEFAULT_INTERVAL_LEVEL,
+    active, fit_variance_scale, gaussian_nll_of, mean_nll, moments, normal_quantile, spearman_rho,
+    strata, RegressionCalibration, RegressionMetrics, RegressionTarget, DEFAULT_INTERVAL_LEVEL,
 };
 pub use selection::{
-    describe_preprocessing, CandidateRecord, Fixed, Selection, TuneSettings, BETA_CHOICES,
-    CAPACITY_CHOICES, PREPROCESSING_CHOICES, REFERENCE_WORK_PER_SECOND, REGULARISATION_CHOICES,
+    describe_preprocessing, CandidateRecord, ChainChoice, Fixed, Selection, TuneSettings,
+    BETA_CHOICES, CAPACITY_CHOICES, PREPROCESSING_CHOICES, REFERENCE_WORK_PER_SECOND,
+    REGULARISATION_CHOICES,
 };
+pub use split::{fewest_groups_per_class, grouped_folds, grouped_split, SplitMix64};
 pub use vib::{EpochRecord, ModelCard, SweepRecord, TrainingSummary, VibModel, FORMAT_VERSION};

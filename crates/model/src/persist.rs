@@ -4,18 +4,14 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use tch::{nn, Kind, Tensor};
-
-use crate::device::{resolve, DeviceChoice};
 use crate::ensemble::Member;
-use crate::error::{Error, Result, TorchContext};
-use crate::network::VibNet;
-use crate::vib::{seeded_lock, ModelCard, VibModel, FORMAT_VERSION};
+use crate::error::{Error, Result};
+use crate::vib::{ModelCard, VibModel, FORMAT_VERSION};
 
 const METADATA_KEY: &str = "pipeline.model";
 
 /// FNV-1a 64 of the model file: a content id for reports.
-pub(crate) fn content_id(bytes: &[u8]) -> String {
+pub fn content_id(bytes: &[u8]) -> String {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for &b in bytes {
         hash ^= b as u64;
@@ -33,34 +29,40 @@ fn prefix(version: u32, m: usize) -> String {
     }
 }
 
+/// One weight tensor of a network: its name in the model file (without the member prefix), its
+/// shape and its values, row-major.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NamedTensor {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub values: Vec<f32>,
+}
+
 impl VibModel {
-    pub(crate) fn to_bytes(&self) -> Result<Vec<u8>> {
-        let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    /// The model file's bytes: every member's tensors (`member{m}.{name}`, sorted by name, F32
+    /// little-endian) and the card as JSON in the metadata.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let mut tensors: Vec<(String, &NamedTensor, Vec<u8>)> = Vec::new();
         for (m, member) in self.members.iter().enumerate() {
-            for (name, tensor) in member.vs.variables() {
-                let shape: Vec<usize> = tensor.size().iter().map(|&d| d as usize).collect();
-                let values: Vec<f32> = Vec::try_from(
-                    tensor
-                        .detach()
-                        .to_device(tch::Device::Cpu)
-                        .to_kind(Kind::Float)
-                        .flatten(0, -1),
-                )
-                .doing("copying weights")?;
+            for tensor in &member.tensors {
                 tensors.push((
-                    format!("{}{name}", prefix(self.card.format_version, m)),
-                    shape,
-                    values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                    format!("{}{}", prefix(self.card.format_version, m), tensor.name),
+                    tensor,
+                    tensor.values.iter().flat_map(|v| v.to_le_bytes()).collect(),
                 ));
             }
         }
         tensors.sort_by(|a, b| a.0.cmp(&b.0));
         let views = tensors
             .iter()
-            .map(|(name, shape, bytes)| {
-                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes)
-                    .map(|view| (name.clone(), view))
-                    .map_err(|e| Error::Data(format!("weights of {name}: {e}")))
+            .map(|(name, tensor, bytes)| {
+                safetensors::tensor::TensorView::new(
+                    safetensors::Dtype::F32,
+                    tensor.shape.clone(),
+                    bytes,
+                )
+                .map(|view| (name.clone(), view))
+                .map_err(|e| Error::Data(format!("weights of {name}: {e}")))
             })
             .collect::<Result<Vec<_>>>()?;
         let card = serde_json::to_string(&self.card)
@@ -86,20 +88,20 @@ impl VibModel {
             })
     }
 
-    /// Read only the model card of a model file (no libtorch work).
+    /// Read only the model card of a model file.
     pub fn read_card(path: &Path) -> Result<ModelCard> {
         let bytes = read_file(path)?;
         card_from_bytes(path, &bytes)
     }
 
-    /// Load a model file onto a device.
-    pub fn load(path: &Path, device: DeviceChoice) -> Result<Self> {
+    /// Load a model file for prediction on the CPU (the training crate loads onto a GPU).
+    pub fn load(path: &Path) -> Result<Self> {
         let bytes = read_file(path)?;
-        Self::from_bytes(&bytes, path, device)
+        Self::from_bytes(&bytes, path)
     }
 
     /// Load a model from the bytes of a model file; `path` names it in errors.
-    pub fn from_bytes(bytes: &[u8], path: &Path, device: DeviceChoice) -> Result<Self> {
+    pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Self> {
         let card = card_from_bytes(path, bytes)?;
         let format = |message: String| Error::Format {
             path: path.into(),
@@ -107,24 +109,15 @@ impl VibModel {
         };
         let tensors =
             safetensors::SafeTensors::deserialize(bytes).map_err(|e| format(e.to_string()))?;
-        let device = resolve(device)?;
+        let shapes = card.architecture.weight_shapes();
         let mut members = Vec::with_capacity(card.members);
-        let mut expected_tensors = 0;
         for m in 0..card.members {
-            let mut vs = nn::VarStore::new(device);
-            // Initialising the layers draws from the global generator before the weights overwrite them.
-            let net = {
-                let _seeded = seeded_lock();
-                VibNet::new(&vs.root(), &card.architecture)
-            };
-            let mut variables = vs.variables();
-            expected_tensors += variables.len();
-            for (name, variable) in variables.iter_mut() {
+            let mut named = Vec::with_capacity(shapes.len());
+            for (name, expected) in &shapes {
                 let full = format!("{}{name}", prefix(card.format_version, m));
                 let view = tensors
                     .tensor(&full)
                     .map_err(|_| format(format!("tensor '{full}' is missing")))?;
-                let expected: Vec<usize> = variable.size().iter().map(|&d| d as usize).collect();
                 if view.dtype() != safetensors::Dtype::F32 || view.shape() != expected.as_slice() {
                     return Err(format(format!(
                         "tensor '{full}' is {:?} {:?}, expected F32 {expected:?}",
@@ -132,19 +125,19 @@ impl VibModel {
                         view.shape()
                     )));
                 }
-                let values: Vec<f32> = view
-                    .data()
-                    .chunks_exact(4)
-                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                    .collect();
-                let source = Tensor::from_slice(&values)
-                    .view(variable.size().as_slice())
-                    .to_device(device);
-                tch::no_grad(|| variable.copy_(&source));
+                named.push(NamedTensor {
+                    name: name.clone(),
+                    shape: expected.clone(),
+                    values: view
+                        .data()
+                        .chunks_exact(4)
+                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                        .collect(),
+                });
             }
-            vs.freeze();
-            members.push(Member::new(vs, net, &card.architecture)?);
+            members.push(Member::new(&card.architecture, named).map_err(|e| format(e.to_string()))?);
         }
+        let expected_tensors = shapes.len() * card.members;
         if tensors.len() != expected_tensors {
             return Err(format(format!(
                 "{} tensors, {} member(s) of this architecture have {expected_tensors}",
@@ -156,6 +149,7 @@ impl VibModel {
             members,
             card,
             model_id: content_id(bytes),
+            accelerator: None,
         })
     }
 }

@@ -10,12 +10,9 @@
 //! regression counterpart of the temperature).
 
 use domain::ValuePrediction;
-use tch::{Kind, Tensor};
 
 use crate::diagnostics::ACTIVE_DIMENSION_NATS;
-use crate::error::{Result, TorchContext};
 use crate::inference::RawPrediction;
-use crate::network::{gaussian_nll, VibNet};
 
 /// Level of the central interval every prediction carries.
 pub const DEFAULT_INTERVAL_LEVEL: f64 = 0.9;
@@ -58,7 +55,7 @@ pub struct RegressionCalibration {
 
 impl RegressionTarget {
     /// The record of training targets `values` (mean, std, range), uncalibrated.
-    pub(crate) fn describe(name: &str, values: &[f64]) -> Self {
+    pub fn describe(name: &str, values: &[f64]) -> Self {
         let n = values.len().max(1) as f64;
         let mean = values.iter().sum::<f64>() / n;
         let variance = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
@@ -76,7 +73,7 @@ impl RegressionTarget {
     }
 
     /// `values` standardised with the target's mean and std.
-    pub(crate) fn standardise(&self, values: &[f64]) -> Vec<f32> {
+    pub fn standardise(&self, values: &[f64]) -> Vec<f32> {
         values
             .iter()
             .map(|v| ((v - self.mean) / self.std) as f32)
@@ -91,7 +88,7 @@ impl RegressionTarget {
 
     /// A raw prediction (first and second moments of the standardised mixture) in target units,
     /// with the predictive variance multiplied by `variance_scale`.
-    pub(crate) fn value_prediction(
+    pub fn value_prediction(
         &self,
         raw: &RawPrediction,
         variance_scale: f64,
@@ -119,19 +116,19 @@ fn gaussian_entropy(sd: f64) -> f64 {
 
 /// Mean and variance of a raw regression prediction, whose "probabilities" are the mixture's
 /// E[y] and E[y^2] (standardised units).
-pub(crate) fn moments(raw: &RawPrediction) -> (f64, f64) {
+pub fn moments(raw: &RawPrediction) -> (f64, f64) {
     let (first, second) = (raw.probabilities[0] as f64, raw.probabilities[1] as f64);
     (first, (second - first * first).max(1e-12))
 }
 
 /// -ln N(y; mean, variance).
-pub(crate) fn gaussian_nll_of(mean: f64, variance: f64, y: f64) -> f64 {
+pub fn gaussian_nll_of(mean: f64, variance: f64, y: f64) -> f64 {
     0.5 * ((2.0 * std::f64::consts::PI).ln() + variance.ln() + (y - mean).powi(2) / variance)
 }
 
 /// The variance factor c that maximises the likelihood of `truth` under N(mean, c variance):
 /// c = mean of (y - mean)^2 / variance, kept in [1/100, 100]; 1 without samples.
-pub(crate) fn fit_variance_scale(predicted: &[(f64, f64)], truth: &[f64]) -> f64 {
+pub fn fit_variance_scale(predicted: &[(f64, f64)], truth: &[f64]) -> f64 {
     if truth.is_empty() {
         return 1.0;
     }
@@ -149,7 +146,7 @@ pub(crate) fn fit_variance_scale(predicted: &[(f64, f64)], truth: &[f64]) -> f64
 }
 
 /// Mean Gaussian NLL of `truth` under N(mean, c variance).
-pub(crate) fn mean_nll(predicted: &[(f64, f64)], truth: &[f64], c: f64) -> f64 {
+pub fn mean_nll(predicted: &[(f64, f64)], truth: &[f64], c: f64) -> f64 {
     predicted
         .iter()
         .zip(truth)
@@ -160,7 +157,7 @@ pub(crate) fn mean_nll(predicted: &[(f64, f64)], truth: &[f64], c: f64) -> f64 {
 
 /// Strata for stratified splits of a continuous target: the index of the value among the distinct
 /// values when there are at most 5 (an ordinal score), else its quintile.
-pub(crate) fn strata(values: &[f64]) -> Vec<usize> {
+pub fn strata(values: &[f64]) -> Vec<usize> {
     let mut distinct: Vec<f64> = values.to_vec();
     distinct.sort_by(f64::total_cmp);
     distinct.dedup();
@@ -322,40 +319,8 @@ impl RegressionMetrics {
     }
 }
 
-/// The rate and likelihood of one network on standardised `x` [n, bands] with standardised
-/// targets `y` [n]: (mean -ln p(y|z) over `z_samples` samples of z, standardised units; mean KL per
-/// latent dimension). Callers hold the seeded-work lock.
-pub(crate) fn rate_and_likelihood(
-    net: &VibNet,
-    x: &Tensor,
-    y: &Tensor,
-    z_samples: usize,
-) -> Result<(f64, Vec<f64>)> {
-    let (nll, kl_dims) = tch::no_grad(|| {
-        let (mu, logvar) = net.encode(x);
-        let kl_dims = net.rate_per_dimension(&mu, &logvar);
-        let mut nll = 0.0;
-        for _ in 0..z_samples {
-            let outputs = net.classify(&net.sample_z(&mu, &logvar));
-            nll += gaussian_nll(&outputs, y)
-                .mean(Kind::Float)
-                .double_value(&[]);
-        }
-        (
-            nll / z_samples as f64,
-            kl_dims.mean_dim(0, false, Kind::Float),
-        )
-    });
-    let kl_per_dimension: Vec<f64> = Vec::<f32>::try_from(kl_dims.to_device(tch::Device::Cpu))
-        .doing("copying KL")?
-        .into_iter()
-        .map(f64::from)
-        .collect();
-    Ok((nll, kl_per_dimension))
-}
-
 /// Active latent dimensions of a per-dimension rate.
-pub(crate) fn active(kl_per_dimension: &[f64]) -> usize {
+pub fn active(kl_per_dimension: &[f64]) -> usize {
     kl_per_dimension
         .iter()
         .filter(|&&k| k > ACTIVE_DIMENSION_NATS)
@@ -389,10 +354,6 @@ mod tests {
     #[test]
     fn gaussian_nll_by_hand() {
         assert!((gaussian_nll_of(1.0, 0.25, 1.3) - 0.405_791_5).abs() < 1e-6);
-        let outputs = Tensor::from_slice(&[1.0f32, 0.25f32.ln()]).view([1, 2]);
-        let y = Tensor::from_slice(&[1.3f32]);
-        let nll = gaussian_nll(&outputs, &y).double_value(&[0]);
-        assert!((nll - 0.405_791_5).abs() < 1e-6, "{nll}");
     }
 
     /// Predictions with sd too small by 2 get a variance scale of about 4, and the NLL falls.

@@ -4,14 +4,14 @@ use std::collections::BTreeMap;
 
 /// SplitMix64: a small, stable generator, so splits stay the same across library upgrades.
 #[derive(Debug, Clone)]
-pub(crate) struct SplitMix64(u64);
+pub struct SplitMix64(u64);
 
 impl SplitMix64 {
-    pub(crate) fn new(seed: u64) -> Self {
+    pub fn new(seed: u64) -> Self {
         Self(seed)
     }
 
-    pub(crate) fn next_u64(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -19,7 +19,7 @@ impl SplitMix64 {
         z ^ (z >> 31)
     }
 
-    pub(crate) fn shuffle<T>(&mut self, items: &mut [T]) {
+    pub fn shuffle<T>(&mut self, items: &mut [T]) {
         for i in (1..items.len()).rev() {
             let j = (self.next_u64() % (i as u64 + 1)) as usize;
             items.swap(i, j);
@@ -30,7 +30,7 @@ impl SplitMix64 {
 /// Indices of (training, validation) samples. For each class, a `fraction` of its groups (at least
 /// one, and never all) go to validation; a class with a single group stays in training. A group is
 /// assigned by its most frequent class.
-pub(crate) fn grouped_split(
+pub fn grouped_split(
     classes: &[usize],
     groups: &[u32],
     fraction: f64,
@@ -81,7 +81,7 @@ fn group_classes(classes: &[usize], groups: &[u32]) -> BTreeMap<usize, Vec<u32>>
 }
 
 /// The fewest groups any class has (groups counted by their majority class).
-pub(crate) fn fewest_groups_per_class(classes: &[usize], groups: &[u32]) -> (usize, usize) {
+pub fn fewest_groups_per_class(classes: &[usize], groups: &[u32]) -> (usize, usize) {
     group_classes(classes, groups)
         .iter()
         .map(|(&c, g)| (g.len(), c))
@@ -92,7 +92,7 @@ pub(crate) fn fewest_groups_per_class(classes: &[usize], groups: &[u32]) -> (usi
 /// Fold (0..k) of each sample for grouped, stratified k-fold cross-validation: each class's groups
 /// are shuffled and dealt to the folds in turn (the dealing continues from class to class, so fold
 /// sizes stay within one group of each other), and all samples of a group share its fold.
-pub(crate) fn grouped_folds(classes: &[usize], groups: &[u32], k: usize, seed: u64) -> Vec<usize> {
+pub fn grouped_folds(classes: &[usize], groups: &[u32], k: usize, seed: u64) -> Vec<usize> {
     let mut rng = SplitMix64::new(seed ^ 0x5EED_F01D_0000_0002);
     let mut fold_of_group: BTreeMap<u32, usize> = BTreeMap::new();
     let mut next = 0usize;

@@ -1,4 +1,5 @@
-//! Where the model comes from: a file the user names, or the default model built into the binary.
+//! Where the model comes from: a file the user names, or the default model built into the binary;
+//! loaded for the CPU here, or onto a GPU through libtorch (`torch.rs`).
 
 use std::path::{Path, PathBuf};
 
@@ -9,19 +10,39 @@ use model::{DeviceChoice, VibModel};
 const DEFAULT_MODEL: &[u8] = include_bytes!("../models/default.safetensors");
 const DEFAULT_MODEL_NAME: &str = "<bundled default model>";
 
-/// Load `path`, or the bundled default when `None`. Returns the model and how to name it.
+/// Load `path`, or the bundled default when `None`, to predict on `device`. Returns the model
+/// and how to name it.
 pub fn load(path: Option<&Path>, device: DeviceChoice) -> Result<(VibModel, String)> {
-    match path {
-        Some(path) => {
-            let model = VibModel::load(path, device)
-                .with_context(|| format!("loading model {}", path.display()))?;
-            Ok((model, path.display().to_string()))
+    let (bytes, name) = match path {
+        Some(path) => (
+            std::fs::read(path)
+                .map_err(|source| model::Error::Io {
+                    path: path.into(),
+                    message: match source.kind() {
+                        std::io::ErrorKind::NotFound => "model file not found".into(),
+                        _ => "cannot read model".into(),
+                    },
+                    source,
+                })
+                .with_context(|| format!("loading model {}", path.display()))?,
+            path.display().to_string(),
+        ),
+        None => (DEFAULT_MODEL.to_vec(), DEFAULT_MODEL_NAME.to_string()),
+    };
+    let context = || match path {
+        Some(path) => format!("loading model {}", path.display()),
+        None => "loading the bundled default model".to_string(),
+    };
+    let label = PathBuf::from(&name);
+    let model = if device.needs_libtorch() {
+        crate::torch::required(&format!("--device {device}"))?
+            .load(&bytes, &label, device)
+            .with_context(context)?
+    } else {
+        if device == DeviceChoice::Auto {
+            tracing::info!(device = "cpu", "device auto-selected (no NVIDIA driver here)");
         }
-        None => {
-            let model =
-                VibModel::from_bytes(DEFAULT_MODEL, &PathBuf::from(DEFAULT_MODEL_NAME), device)
-                    .context("loading the bundled default model")?;
-            Ok((model, DEFAULT_MODEL_NAME.to_string()))
-        }
-    }
+        VibModel::from_bytes(&bytes, &label).with_context(context)?
+    };
+    Ok((model, name))
 }

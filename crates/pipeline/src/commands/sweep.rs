@@ -19,6 +19,7 @@ struct Row {
 }
 
 pub fn run(args: SweepArgs) -> Result<()> {
+    let torch = crate::torch::required("sweep")?;
     if args.betas.is_empty() {
         bail!("--betas: give at least one beta");
     }
@@ -47,14 +48,15 @@ pub fn run(args: SweepArgs) -> Result<()> {
     let (base, selection) = if args.model.no_tune {
         (base, None)
     } else {
-        let (config, selection) = VibModel::select(
-            &samples,
-            &base,
-            fixed,
-            &tune_settings(&args.model),
-            device,
-            |c| tracing::info!(candidate = c.id, nll = c.cv_nll_nats, "candidate"),
-        )
+        let (config, selection) = torch
+            .select(
+                &samples,
+                &base,
+                fixed,
+                &tune_settings(&args.model),
+                device,
+                &mut |c| tracing::info!(candidate = c.id, nll = c.cv_nll_nats, "candidate"),
+            )
         .context("selecting the options")?;
         super::train::print_selection(&selection);
         (config, Some(selection))
@@ -68,9 +70,9 @@ pub fn run(args: SweepArgs) -> Result<()> {
             beta,
             ..base.clone()
         };
-        let (model, history) =
-            VibModel::train(&samples, &config, device, sources.clone(), unit, |_| {})
-                .with_context(|| format!("training with beta {beta}"))?;
+        let (model, history) = torch
+            .train(&samples, &config, device, sources.clone(), unit, &mut |_| {})
+            .with_context(|| format!("training with beta {beta}"))?;
         tracing::info!(beta, epochs = history.len(), "trained");
         rows.push(Row {
             beta,

@@ -9,9 +9,11 @@ use report::{Table, Values};
 
 use super::{device, labelled, train_config, tune_settings};
 use crate::cli::TrainArgs;
+use crate::torch::Torch;
 use crate::output::check_writable;
 
 pub fn run(args: TrainArgs) -> Result<()> {
+    let torch = crate::torch::required("training")?;
     check_writable(&args.out, args.overwrite)?;
     check_writable(&history_path(&args.out), args.overwrite)?;
     let device = device(&args.device)?;
@@ -24,13 +26,14 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let unit = labelled::unit_name(&args.samples, args.unit);
     let sources = labelled::source_names(&args.samples);
     let (model, history) = if args.model.no_tune {
-        train_with_bar(&samples, &config, device, sources, unit)?
+        train_with_bar(torch, &samples, &config, device, sources, unit)?
     } else {
         let fixed = model::Fixed {
             beta: fixed.beta || args.deterministic,
             ..fixed
         };
         tune_with_progress(
+            torch,
             &samples,
             &config,
             fixed,
@@ -174,6 +177,7 @@ fn print_classifier_sets(card: &model::ModelCard) {
 
 /// Train exactly `config`, with a progress bar over the members' epochs.
 pub(super) fn train_with_bar(
+    torch: &dyn Torch,
     samples: &domain::SpectralSamples,
     config: &TrainConfig,
     device: model::DeviceChoice,
@@ -181,16 +185,19 @@ pub(super) fn train_with_bar(
     unit: &str,
 ) -> Result<(VibModel, Vec<EpochRecord>)> {
     let bar = epoch_bar(config);
-    let result = VibModel::train(samples, config, device, sources, unit, |epoch| {
-        show_epoch(&bar, config, epoch)
-    })
-    .context("training");
+    let result = torch
+        .train(samples, config, device, sources, unit, &mut |epoch| {
+            show_epoch(&bar, config, epoch)
+        })
+        .context("training");
     bar.finish_and_clear();
     result
 }
 
 /// Select by cross-validation, then refit; each candidate is logged as it is scored.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn tune_with_progress(
+    torch: &dyn Torch,
     samples: &domain::SpectralSamples,
     config: &TrainConfig,
     fixed: model::Fixed,
@@ -201,7 +208,7 @@ pub(super) fn tune_with_progress(
 ) -> Result<(VibModel, Vec<EpochRecord>)> {
     let spinner = ProgressBar::new_spinner();
     let mut bar: Option<ProgressBar> = None;
-    let result = VibModel::tune(
+    let result = torch.tune(
         samples,
         config,
         fixed,
@@ -209,7 +216,7 @@ pub(super) fn tune_with_progress(
         device,
         sources,
         unit,
-        |c| {
+        &mut |c| {
             spinner.set_message(format!(
                 "selecting: candidate {} ({}, beta {:e}, latent {}) CV NLL {:.4} over {} fold(s)",
                 c.id, c.preprocessing, c.beta, c.latent_dim, c.cv_nll_nats, c.folds_evaluated
@@ -225,7 +232,7 @@ pub(super) fn tune_with_progress(
                 "candidate"
             );
         },
-        |epoch| {
+        &mut |epoch| {
             let bar = bar.get_or_insert_with(|| {
                 spinner.finish_and_clear();
                 epoch_bar(config)

@@ -8,10 +8,14 @@ use domain::{Preprocessing, SpectralSamples};
 use tch::nn::OptimizerConfig;
 use tch::{nn, Kind, Tensor};
 
-use crate::config::{ClassBalance, TrainConfig};
-use crate::error::{Error, Result, TorchContext};
-use crate::network::{vib_loss, Architecture, EncoderKind, Head, VibNet};
-use crate::vib::{seeded_lock, EpochRecord};
+use model::{
+    standardise, Architecture, ClassBalance, EncoderKind, EpochRecord, Error, Head, Result,
+    TrainConfig,
+};
+
+use crate::error::TorchContext;
+use crate::network::{vib_loss, VibNet};
+use crate::vib::seeded_lock;
 
 /// Labelled spectra after a preprocessing chain: row-major `[n, features]`.
 #[derive(Debug, Clone)]
@@ -94,18 +98,6 @@ impl Features {
             .collect();
         standardise(&raw, mean, std)
     }
-}
-
-/// (x - mean) / std per band, for row-major spectra of `mean.len()` bands.
-pub(crate) fn standardise(spectra: &[f32], mean: &[f32], std: &[f32]) -> Vec<f32> {
-    spectra
-        .chunks(mean.len())
-        .flat_map(|s| {
-            s.iter()
-                .zip(mean.iter().zip(std))
-                .map(|(&v, (&m, &sd))| (v - m) / sd)
-        })
-        .collect()
 }
 
 pub(crate) fn tensor_2d(

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use domain::{ClassInfo, ClassSet, SpectralAxis, SpectralSamples};
 use model::{ClassBalance, DeviceChoice, TrainConfig, VibModel};
+use training::Train;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();

@@ -1,16 +1,16 @@
 //! Tests of training, prediction and the model file.
 
 use super::*;
-use crate::network::EncoderKind;
-use crate::selection::{Fixed, TuneSettings};
-use crate::training::{standardise, tensor_2d};
-use domain::ClassInfo;
+use crate::ensemble::torch_nets;
+use crate::training::tensor_2d;
+use domain::{ClassInfo, ClassSet, SpectralAxis};
+use model::{standardise, EncoderKind, SplitMix64};
 use tch::Tensor;
 
 /// Three classes of noisy spectra with distinct shapes, 40 groups of 5.
 fn toy_samples(seed: u64) -> SpectralSamples {
     let bands = 12;
-    let mut rng = crate::split::SplitMix64::new(seed);
+    let mut rng = SplitMix64::new(seed);
     let mut uniform = move || (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
     let (mut spectra, mut codes, mut groups) = (Vec::new(), Vec::new(), Vec::new());
     for g in 0..60u32 {
@@ -129,11 +129,12 @@ fn cpu_forward_pass_matches_libtorch() {
             .unwrap();
         let x = standardise(
             &samples.spectra,
-            &model.card.input_mean,
-            &model.card.input_std,
+            &model.card().input_mean,
+            &model.card().input_std,
         );
-        let torch = model.members[0]
-            .predict_on_device(&x, n, &model.card.architecture, 12, 5)
+        let nets = torch_nets(&model, tch::Device::Cpu).unwrap();
+        let torch = nets[0]
+            .predict_on_device(&x, n, &model.card().architecture, 12, 5)
             .unwrap();
         assert_eq!(ours.len(), torch.len());
         for (a, b) in ours.iter().zip(&torch) {
@@ -148,10 +149,10 @@ fn cpu_forward_pass_matches_libtorch() {
             }
         }
         // mu and logvar themselves, against the libtorch encoder.
-        let cpu = model.members[0].cpu.as_ref().unwrap();
+        let cpu = model.cpu_net(0);
         let (mu, logvar) = cpu.encode(&x, n);
         let xt = tensor_2d(&x, n, x.len() / n, tch::Device::Cpu).unwrap();
-        let (tmu, tlogvar) = tch::no_grad(|| model.members[0].net.encode(&xt));
+        let (tmu, tlogvar) = tch::no_grad(|| nets[0].net.encode(&xt));
         let tmu: Vec<f32> = Vec::try_from(tmu.flatten(0, -1)).unwrap();
         let tlogvar: Vec<f32> = Vec::try_from(tlogvar.flatten(0, -1)).unwrap();
         for (a, b) in mu.iter().chain(&logvar).zip(tmu.iter().chain(&tlogvar)) {
@@ -171,7 +172,7 @@ fn predictions_depend_only_on_the_spectrum() {
     for encoder in [EncoderKind::Mlp, EncoderKind::Conv] {
         let model = quick_cpu_model(&samples, encoder, 10);
         let bands = samples.axis.len();
-        let cpu = model.members[0].cpu.as_ref().unwrap();
+        let cpu = model.cpu_net(0);
         let key = |p: &Prediction| {
             (
                 p.probabilities
@@ -206,7 +207,7 @@ fn predictions_depend_only_on_the_spectrum() {
                     }
                     let batch = &buffer[shift..];
                     for threads in [1usize, 2, 3] {
-                        let x = standardise(batch, &model.card.input_mean, &model.card.input_std);
+                        let x = standardise(batch, &model.card().input_mean, &model.card().input_std);
                         let raw = cpu.predict(&x, rows, 12, 0, threads);
                         let got = Prediction::from_probabilities(
                             raw[at].probabilities.clone(),
@@ -237,7 +238,7 @@ fn assert_reloads_identically(
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("model.safetensors");
     model.save(&path).unwrap();
-    let loaded = VibModel::load(&path, test_device()).unwrap();
+    let loaded = crate::load(&path, test_device()).unwrap();
     assert_eq!(loaded.card(), model.card());
     assert_eq!(loaded.model_id(), model.model_id());
     let again = loaded
@@ -307,10 +308,11 @@ fn information_bounds_match_an_independent_computation() {
         ),
         n,
         samples.axis.len(),
-        model.members[0].vs.device(),
+        tch::Device::Cpu,
     )
     .unwrap();
-    let (mu, logvar) = tch::no_grad(|| model.members[0].net.encode(&x));
+    let nets = torch_nets(&model, tch::Device::Cpu).unwrap();
+    let (mu, logvar) = tch::no_grad(|| nets[0].net.encode(&x));
     let k = model.card().architecture.latent_dim;
     let cpu = |t: Tensor| t.to_device(tch::Device::Cpu).flatten(0, -1);
     let mu: Vec<f32> = Vec::try_from(cpu(mu)).unwrap();
@@ -329,12 +331,12 @@ fn information_bounds_match_an_independent_computation() {
         summary.train.mean_kl_nats
     );
 
-    let variables = model.members[0].vs.variables();
+    let variables = nets[0].vs.variables();
     let weight: Vec<f32> =
         Vec::try_from(cpu(variables["classifier.weight"].shallow_clone())).unwrap();
     let bias: Vec<f32> = Vec::try_from(cpu(variables["classifier.bias"].shallow_clone())).unwrap();
     let classes = bias.len();
-    let mut rng = crate::split::SplitMix64::new(99);
+    let mut rng = SplitMix64::new(99);
     let mut normal = move || {
         let u1 = ((rng.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
         let u2 = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
@@ -450,7 +452,10 @@ fn convolutional_encoder_learns_and_reloads() {
     let (model, _) =
         VibModel::train(&samples, &config, test_device(), vec![], "pixel", |_| {}).unwrap();
     assert_eq!(model.card().architecture.encoder, EncoderKind::Conv);
-    assert!(model.members[0].vs.variables().contains_key("conv0.weight"));
+    assert!(model
+        .member_tensors(0)
+        .iter()
+        .any(|t| t.name == "conv0.weight"));
     assert!(
         model.card().training.train.accuracy > 0.9,
         "{:?}",
@@ -482,7 +487,7 @@ fn bad_inputs_are_errors() {
     let dir = tempfile::tempdir().unwrap();
     let junk = dir.path().join("junk.safetensors");
     std::fs::write(&junk, b"not a model").unwrap();
-    let err = VibModel::load(&junk, test_device())
+    let err = crate::load(&junk, test_device())
         .unwrap_err()
         .to_string();
     assert!(
@@ -500,7 +505,7 @@ fn constructed(
     seed: u64,
     shape: impl Fn(usize, usize, f64) -> f64,
 ) -> SpectralSamples {
-    let mut rng = crate::split::SplitMix64::new(seed);
+    let mut rng = SplitMix64::new(seed);
     let mut uniform = move || (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
     let (mut spectra, mut codes, mut groups) = (Vec::new(), Vec::new(), Vec::new());
     for g in 0..2 * per_class {
@@ -572,7 +577,7 @@ fn winner_chain(model: &VibModel) -> domain::Preprocessing {
     let selection = model.card().selection.as_ref().unwrap();
     assert_eq!(
         selection.candidates.len(),
-        crate::selection::PREPROCESSING_CHOICES.len(),
+        model::PREPROCESSING_CHOICES.len(),
         "every chain was tried"
     );
     model.card().train_config.preprocessing.clone()
@@ -591,7 +596,7 @@ fn selection_picks_a_brightness_free_chain_when_only_the_slope_differs() {
     assert!(
         (chain.snv || derivative) && !chain.continuum_removal,
         "won: {}",
-        crate::selection::describe_preprocessing(&chain)
+        model::describe_preprocessing(&chain)
     );
 }
 
@@ -607,7 +612,7 @@ fn selection_keeps_raw_spectra_when_brightness_is_the_signal() {
     assert!(
         !chain.snv && !derivative && !chain.continuum_removal,
         "won: {}",
-        crate::selection::describe_preprocessing(&chain)
+        model::describe_preprocessing(&chain)
     );
 }
 
@@ -700,16 +705,14 @@ fn ensemble_of_one_is_the_single_model_and_members_are_averaged() {
     };
     let single = train(&config(1));
     let triple = train(&config(3));
-    assert_eq!(triple.members.len(), 3);
     assert_eq!(triple.card().members, 3);
     let n = samples.len();
     let x = standardise(
         &samples.spectra,
-        &single.card.input_mean,
-        &single.card.input_std,
+        &single.card().input_mean,
+        &single.card().input_std,
     );
-    let arch = &single.card.architecture;
-    let of = |m: &VibModel, k: usize| m.members[k].predict(&x, n, arch, 12, 0).unwrap();
+    let of = |m: &VibModel, k: usize| m.member_predictions(k, &x, n, 12, 0).unwrap();
     assert_eq!(
         of(&single, 0),
         of(&triple, 0),
@@ -736,14 +739,14 @@ fn ensemble_of_one_is_the_single_model_and_members_are_averaged() {
     for (q, r) in p.iter().zip(of(&single, 0)) {
         assert_eq!(
             q.probabilities,
-            crate::calibration::calibrate(&r.probabilities, t, &bias)
+            model::calibrate(&r.probabilities, t, &bias)
         );
     }
     let reloaded = {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ensemble.safetensors");
         triple.save(&path).unwrap();
-        VibModel::load(&path, DeviceChoice::Cpu).unwrap()
+        crate::load(&path, DeviceChoice::Cpu).unwrap()
     };
     assert_eq!(reloaded.model_id(), triple.model_id());
     assert_eq!(
@@ -815,7 +818,7 @@ fn bad_selection_settings_are_one_line_errors_or_fewer_folds() {
 /// spectra, each plant one severity), with Gaussian noise of sd `noise` on the target: y = s + e.
 fn severity_samples(seed: u64, noise: f64) -> SpectralSamples {
     let bands = 12;
-    let normals = crate::inference::normals(seed, 40 * 4 * (bands + 1));
+    let normals = model::normals(seed, 40 * 4 * (bands + 1));
     let mut draws = normals.iter().map(|&v| v as f64);
     let (mut spectra, mut values, mut groups) = (Vec::new(), Vec::new(), Vec::new());
     for g in 0..40u32 {
@@ -866,7 +869,7 @@ fn regression_head_learns_severity_with_calibrated_intervals() {
     .unwrap();
     assert!(history.iter().all(|r| r.train_accuracy.is_nan()));
     let card = model.card();
-    assert_eq!(card.architecture.head, crate::Head::Gaussian);
+    assert_eq!(card.architecture.head, model::Head::Gaussian);
     assert_eq!(card.architecture.classes, 2);
     let target = card.target.as_ref().unwrap();
     assert_eq!(target.name, "severity");
@@ -885,7 +888,7 @@ fn regression_head_learns_severity_with_calibrated_intervals() {
         .predict_values(&test.spectra, test.len(), 12, 0)
         .unwrap();
     let truth = test.values.as_ref().unwrap();
-    let metrics = crate::RegressionMetrics::compute(truth, &predictions, 0.9);
+    let metrics = model::RegressionMetrics::compute(truth, &predictions, 0.9);
     assert!(metrics.rmse < 0.1, "{metrics:?}");
     // 160 targets: coverage within 0.75-0.99 (the noise is known, the fit is not exact).
     assert!(
@@ -907,7 +910,7 @@ fn regression_head_learns_severity_with_calibrated_intervals() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("severity.safetensors");
     model.save(&path).unwrap();
-    let loaded = VibModel::load(&path, DeviceChoice::Cpu).unwrap();
+    let loaded = crate::load(&path, DeviceChoice::Cpu).unwrap();
     assert_eq!(loaded.card(), model.card());
     assert_eq!(
         loaded
@@ -1001,7 +1004,7 @@ fn a_classifier_file_round_trips_byte_for_byte() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../pipeline/models/default.safetensors");
     let bytes = std::fs::read(&path).unwrap();
-    let model = VibModel::from_bytes(&bytes, &path, DeviceChoice::Cpu).unwrap();
+    let model = crate::from_bytes(&bytes, &path, DeviceChoice::Cpu).unwrap();
     assert!(model.card().target.is_none());
     assert!(model.to_bytes().unwrap() == bytes);
 }
