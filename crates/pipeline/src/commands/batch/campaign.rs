@@ -2,7 +2,6 @@
 //! dataset, manifest last.
 
 use std::path::Path;
-use std::sync::Mutex;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -33,7 +32,7 @@ pub(super) enum Outcome {
 pub(super) struct Campaign<'a> {
     pub(super) out: &'a Path,
     pub(super) outputs: &'a OutputSection,
-    pub(super) model: &'a Mutex<VibModel>,
+    pub(super) model: &'a VibModel,
     pub(super) card: model::ModelCard,
     pub(super) model_id: String,
     pub(super) model_name: String,
@@ -116,15 +115,8 @@ impl<'a> Campaign<'a> {
             &self.card,
             &self.model_id,
             &self.model_name,
-            |spectra, n, z| {
-                // One model for all workers; libtorch tensors are Send but not Sync, so the
-                // (short) prediction step takes turns.
-                let model = self
-                    .model
-                    .lock()
-                    .map_err(|_| anyhow::anyhow!("the model lock is poisoned"))?;
-                Ok(model.predict(spectra, n, z, 0)?)
-            },
+            // One model for all workers (on a GPU its networks take turns).
+            |spectra, n, z| Ok(self.model.predict(spectra, n, z, 0)?),
         )?;
         stage(&format!(
             "writing {} plants: tables, maps, report",
@@ -164,15 +156,11 @@ impl<'a> Campaign<'a> {
         let cube_dir = format!("cubes/{}", item.key);
         if self.outputs.report {
             std::fs::create_dir_all(staging.join("cubes"))?;
-            let model = self
-                .model
-                .lock()
-                .map_err(|_| anyhow::anyhow!("the model lock is poisoned"))?;
             write_report(
                 &staging.join(&cube_dir),
                 &analysed.maps(),
                 &analysed.summary,
-                &model,
+                self.model,
                 &self.model_name,
                 &analysed.metadata,
                 false,

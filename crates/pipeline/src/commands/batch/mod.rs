@@ -74,7 +74,6 @@ pub fn run(args: BatchArgs) -> Result<()> {
     let gate = Gate::default();
     let model_id = model.model_id().to_string();
     let card = model.card().clone();
-    let model = Mutex::new(model);
     let campaign = Campaign {
         out: &out,
         outputs: &file.outputs,
