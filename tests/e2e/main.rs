@@ -2188,10 +2188,13 @@ fn libtorch_only_where_training_needs_it() {
         !libs.iter().any(|l| l.contains("torch") || l.contains("c10")),
         "pipeline links {libs:?}"
     );
+    let torch = plain.with_file_name("pipeline-torch");
     assert!(
-        plain.with_file_name("pipeline-torch").is_file(),
+        torch.is_file(),
         "pipeline-torch is not built beside pipeline: run `cargo test --workspace`"
     );
+    let libs = needed_libraries(&torch);
+    assert!(libs.iter().any(|l| l.starts_with("libtorch_cpu")), "{libs:?}");
     // A copy of `pipeline` alone in a folder (a hard link: the same file, another name).
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let alone = dir.path().join("pipeline");
