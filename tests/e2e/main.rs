@@ -2185,7 +2185,9 @@ fn libtorch_only_where_training_needs_it() {
     let plain = Path::new(env!("CARGO_BIN_EXE_pipeline"));
     let libs = needed_libraries(plain);
     assert!(
-        !libs.iter().any(|l| l.contains("torch") || l.contains("c10")),
+        !libs
+            .iter()
+            .any(|l| l.contains("torch") || l.contains("c10")),
         "pipeline links {libs:?}"
     );
     let torch = plain.with_file_name("pipeline-torch");
@@ -2194,7 +2196,10 @@ fn libtorch_only_where_training_needs_it() {
         "pipeline-torch is not built beside pipeline: run `cargo test --workspace`"
     );
     let libs = needed_libraries(&torch);
-    assert!(libs.iter().any(|l| l.starts_with("libtorch_cpu")), "{libs:?}");
+    assert!(
+        libs.iter().any(|l| l.starts_with("libtorch_cpu")),
+        "{libs:?}"
+    );
     // A copy of `pipeline` alone in a folder (a hard link: the same file, another name).
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let alone = dir.path().join("pipeline");
@@ -2225,10 +2230,22 @@ fn libtorch_only_where_training_needs_it() {
     // Prediction on the CPU needs nothing else.
     let table = dir.path().join("plants.parquet");
     let out = Command::new(&alone)
-        .args(["run", "--cube", s(&cube), "--out", s(&table), "--device", "cpu"])
+        .args([
+            "run",
+            "--cube",
+            s(&cube),
+            "--out",
+            s(&table),
+            "--device",
+            "cpu",
+        ])
         .env_remove("RUST_LOG")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(table.is_file());
 }

@@ -75,11 +75,7 @@ pub struct OodThresholds {
 }
 
 impl OodThresholds {
-    pub fn calibrate(
-        predictions: &[Prediction],
-        percentile: f64,
-        calibrated_on: &str,
-    ) -> Self {
+    pub fn calibrate(predictions: &[Prediction], percentile: f64, calibrated_on: &str) -> Self {
         Self::from_scores(
             predictions.iter().map(|p| (p.kl_nats, p.entropy_nats)),
             percentile,

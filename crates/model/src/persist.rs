@@ -135,7 +135,8 @@ impl VibModel {
                         .collect(),
                 });
             }
-            members.push(Member::new(&card.architecture, named).map_err(|e| format(e.to_string()))?);
+            members
+                .push(Member::new(&card.architecture, named).map_err(|e| format(e.to_string()))?);
         }
         let expected_tensors = shapes.len() * card.members;
         if tensors.len() != expected_tensors {

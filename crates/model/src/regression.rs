@@ -88,11 +88,7 @@ impl RegressionTarget {
 
     /// A raw prediction (first and second moments of the standardised mixture) in target units,
     /// with the predictive variance multiplied by `variance_scale`.
-    pub fn value_prediction(
-        &self,
-        raw: &RawPrediction,
-        variance_scale: f64,
-    ) -> ValuePrediction {
+    pub fn value_prediction(&self, raw: &RawPrediction, variance_scale: f64) -> ValuePrediction {
         let (m, v) = moments(raw);
         let mean = self.mean + self.std * m;
         let sd = (v * variance_scale).sqrt() * self.std;

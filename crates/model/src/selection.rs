@@ -5,7 +5,6 @@
 
 use domain::Preprocessing;
 
-
 /// Training work per second of the tuning budget: multiply-adds (forward and backward passes)
 /// per second that libtorch trained the default network at on a 2-core machine
 /// (`examples/throughput`, 2,000 spectra of 200 bands).

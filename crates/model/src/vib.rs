@@ -189,7 +189,9 @@ impl VibModel {
     ) -> Result<Vec<RawPrediction>> {
         match &self.accelerator {
             Some(device) => device.predict(m, x, n, z_samples, seed),
-            None => Ok(self.members[m].cpu.predict(x, n, z_samples, seed, threads())),
+            None => Ok(self.members[m]
+                .cpu
+                .predict(x, n, z_samples, seed, threads())),
         }
     }
 

@@ -13,5 +13,8 @@ fn runs_the_same_command_line() {
         .output()
         .unwrap();
     assert!(out.status.success());
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "pipeline 0.1.0");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "pipeline 0.1.0"
+    );
 }

@@ -2,8 +2,8 @@
 //! (mu, logvar), reparameterised z, a linear decoder on z: class logits p(y|z), or the mean and
 //! log-variance of a Gaussian p(y|z) for a continuous target (severity).
 
-use tch::nn::{self, Module};
 use model::{Architecture, EncoderKind, Head, LOGVAR_MAX, LOGVAR_MIN};
+use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
 /// Encoder q(z|x) = N(mu(x), diag(exp(logvar(x)))) and classifier p(y|z).

@@ -25,10 +25,11 @@ use std::collections::BTreeMap;
 
 use domain::{Preprocessing, SavitzkyGolay, SpectralSamples};
 use model::{
-    calibrated_nll, describe_preprocessing, fewest_groups_per_class, fit_calibration, fit_variance_scale, grouped_folds,
-    mean_nll, moments, tempered_nll, CandidateRecord, Error, Fixed, Head, RawPrediction, Result,
-    Selection, SplitMix64, TrainConfig, TuneSettings, BETA_CHOICES, CAPACITY_CHOICES,
-    PREPROCESSING_CHOICES, REFERENCE_WORK_PER_SECOND, REGULARISATION_CHOICES,
+    calibrated_nll, describe_preprocessing, fewest_groups_per_class, fit_calibration,
+    fit_variance_scale, grouped_folds, mean_nll, moments, tempered_nll, CandidateRecord, Error,
+    Fixed, Head, RawPrediction, Result, Selection, SplitMix64, TrainConfig, TuneSettings,
+    BETA_CHOICES, CAPACITY_CHOICES, PREPROCESSING_CHOICES, REFERENCE_WORK_PER_SECOND,
+    REGULARISATION_CHOICES,
 };
 
 use crate::ensemble::TorchNet;

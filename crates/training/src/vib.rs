@@ -5,12 +5,12 @@ use std::sync::Arc;
 
 use domain::{Prediction, SpectralSamples, ValuePrediction};
 use model::{
-    active, average, calibrated_nll, fit_calibration, fit_variance_scale, grouped_split,
-    identity, label_entropy_nats, moments, reliability_bins, strata, Calibration,
-    CandidateRecord, DeviceChoice, EpochRecord, Error, Fixed, Head, Metrics, ModelCard,
-    OodThresholds, RawPrediction, RegressionCalibration, RegressionMetrics, RegressionTarget,
-    Result, Selection, SetDiagnostics, TrainConfig, TrainingSummary, TuneSettings, VibModel,
-    FORMAT_VERSION, RELIABILITY_BINS,
+    active, average, calibrated_nll, fit_calibration, fit_variance_scale, grouped_split, identity,
+    label_entropy_nats, moments, reliability_bins, strata, Calibration, CandidateRecord,
+    DeviceChoice, EpochRecord, Error, Fixed, Head, Metrics, ModelCard, OodThresholds,
+    RawPrediction, RegressionCalibration, RegressionMetrics, RegressionTarget, Result, Selection,
+    SetDiagnostics, TrainConfig, TrainingSummary, TuneSettings, VibModel, FORMAT_VERSION,
+    RELIABILITY_BINS,
 };
 
 use crate::device::resolve;
@@ -311,8 +311,7 @@ fn assemble(
         Head::Classifier
     };
     let architecture = architecture(config, data.features, head, samples.classes.len())?;
-    let _span =
-        tracing::info_span!("train", samples = samples.len(), device = ?device).entered();
+    let _span = tracing::info_span!("train", samples = samples.len(), device = ?device).entered();
     let mut history = Vec::new();
     let mut members = Vec::with_capacity(config.ensemble);
     let mut first = (0, 0);
@@ -352,30 +351,30 @@ fn assemble(
         .map(TorchNet::tensors)
         .collect::<Result<Vec<_>>>()?;
     let card = ModelCard {
-            format_version: FORMAT_VERSION,
-            architecture,
-            axis: samples.axis.clone(),
-            classes: classes.clone(),
-            input_mean,
-            input_std,
-            beta: config.beta,
-            train_config: config.clone(),
-            training: TrainingSummary {
-                sources,
-                unit: unit.to_string(),
-                epochs_run: first.0,
-                best_epoch: first.1,
-                label_entropy_nats: 0.0,
-                train: SetDiagnostics::empty(),
-                validation: None,
-            },
-            ood: OodThresholds::calibrate(&[], config.ood_percentile, "training"),
-            sweep: None,
-            members: config.ensemble,
-            calibration: None,
-            selection,
-            target: checked.regression.as_ref().map(|(_, t)| t.clone()),
-        };
+        format_version: FORMAT_VERSION,
+        architecture,
+        axis: samples.axis.clone(),
+        classes: classes.clone(),
+        input_mean,
+        input_std,
+        beta: config.beta,
+        train_config: config.clone(),
+        training: TrainingSummary {
+            sources,
+            unit: unit.to_string(),
+            epochs_run: first.0,
+            best_epoch: first.1,
+            label_entropy_nats: 0.0,
+            train: SetDiagnostics::empty(),
+            validation: None,
+        },
+        ood: OodThresholds::calibrate(&[], config.ood_percentile, "training"),
+        sweep: None,
+        members: config.ensemble,
+        calibration: None,
+        selection,
+        target: checked.regression.as_ref().map(|(_, t)| t.clone()),
+    };
     let members = Arc::new(DeviceMembers::new(members, card.architecture.clone()));
     let mut model = VibModel::from_members(card, tensors)?;
     if device != tch::Device::Cpu {
@@ -499,8 +498,12 @@ impl Assembly {
                 Some(v) => {
                     let x: Vec<f32> = Vec::try_from(v.x.to_device(tch::Device::Cpu).flatten(0, -1))
                         .doing("copying validation spectra")?;
-                    let raw =
-                        self.model.raw_predictions(&x, v.rows, DIAGNOSTIC_Z_SAMPLES, config.seed)?;
+                    let raw = self.model.raw_predictions(
+                        &x,
+                        v.rows,
+                        DIAGNOSTIC_Z_SAMPLES,
+                        config.seed,
+                    )?;
                     (Some((sets.val_idx.to_vec(), raw)), "validation")
                 }
                 None => (None, "training"),
@@ -555,7 +558,6 @@ impl Assembly {
             card.training.train = train_diagnostics;
             card.training.validation = validation_diagnostics;
         })
-
     }
 
     /// Diagnostics of a regression ensemble on one set: each member's rate and -ln p(y|z) by

@@ -207,7 +207,8 @@ fn predictions_depend_only_on_the_spectrum() {
                     }
                     let batch = &buffer[shift..];
                     for threads in [1usize, 2, 3] {
-                        let x = standardise(batch, &model.card().input_mean, &model.card().input_std);
+                        let x =
+                            standardise(batch, &model.card().input_mean, &model.card().input_std);
                         let raw = cpu.predict(&x, rows, 12, 0, threads);
                         let got = Prediction::from_probabilities(
                             raw[at].probabilities.clone(),
@@ -487,9 +488,7 @@ fn bad_inputs_are_errors() {
     let dir = tempfile::tempdir().unwrap();
     let junk = dir.path().join("junk.safetensors");
     std::fs::write(&junk, b"not a model").unwrap();
-    let err = crate::load(&junk, test_device())
-        .unwrap_err()
-        .to_string();
+    let err = crate::load(&junk, test_device()).unwrap_err().to_string();
     assert!(
         err.contains("junk.safetensors") && err.contains("not a model file"),
         "{err}"

@@ -57,7 +57,7 @@ pub fn run(args: SweepArgs) -> Result<()> {
                 device,
                 &mut |c| tracing::info!(candidate = c.id, nll = c.cv_nll_nats, "candidate"),
             )
-        .context("selecting the options")?;
+            .context("selecting the options")?;
         super::train::print_selection(&selection);
         (config, Some(selection))
     };
@@ -71,7 +71,14 @@ pub fn run(args: SweepArgs) -> Result<()> {
             ..base.clone()
         };
         let (model, history) = torch
-            .train(&samples, &config, device, sources.clone(), unit, &mut |_| {})
+            .train(
+                &samples,
+                &config,
+                device,
+                sources.clone(),
+                unit,
+                &mut |_| {},
+            )
             .with_context(|| format!("training with beta {beta}"))?;
         tracing::info!(beta, epochs = history.len(), "trained");
         rows.push(Row {

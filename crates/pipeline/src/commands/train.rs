@@ -9,8 +9,8 @@ use report::{Table, Values};
 
 use super::{device, labelled, train_config, tune_settings};
 use crate::cli::TrainArgs;
-use crate::torch::Torch;
 use crate::output::check_writable;
+use crate::torch::Torch;
 
 pub fn run(args: TrainArgs) -> Result<()> {
     let torch = crate::torch::required("training")?;
@@ -208,40 +208,41 @@ pub(super) fn tune_with_progress(
 ) -> Result<(VibModel, Vec<EpochRecord>)> {
     let spinner = ProgressBar::new_spinner();
     let mut bar: Option<ProgressBar> = None;
-    let result = torch.tune(
-        samples,
-        config,
-        fixed,
-        settings,
-        device,
-        sources,
-        unit,
-        &mut |c| {
-            spinner.set_message(format!(
+    let result = torch
+        .tune(
+            samples,
+            config,
+            fixed,
+            settings,
+            device,
+            sources,
+            unit,
+            &mut |c| {
+                spinner.set_message(format!(
                 "selecting: candidate {} ({}, beta {:e}, latent {}) CV NLL {:.4} over {} fold(s)",
                 c.id, c.preprocessing, c.beta, c.latent_dim, c.cv_nll_nats, c.folds_evaluated
             ));
-            tracing::info!(
-                candidate = c.id,
-                preprocessing = %c.preprocessing,
-                beta = c.beta,
-                latent = c.latent_dim,
-                nll = c.cv_nll_nats,
-                accuracy = c.cv_accuracy,
-                folds = c.folds_evaluated,
-                "candidate"
-            );
-        },
-        &mut |epoch| {
-            let bar = bar.get_or_insert_with(|| {
-                spinner.finish_and_clear();
-                epoch_bar(config)
-            });
-            bar.set_position((epoch.member * config.epochs.max(1) + epoch.epoch) as u64);
-            bar.set_message(format!("member {} epoch {}", epoch.member + 1, epoch.epoch));
-        },
-    )
-    .context("training");
+                tracing::info!(
+                    candidate = c.id,
+                    preprocessing = %c.preprocessing,
+                    beta = c.beta,
+                    latent = c.latent_dim,
+                    nll = c.cv_nll_nats,
+                    accuracy = c.cv_accuracy,
+                    folds = c.folds_evaluated,
+                    "candidate"
+                );
+            },
+            &mut |epoch| {
+                let bar = bar.get_or_insert_with(|| {
+                    spinner.finish_and_clear();
+                    epoch_bar(config)
+                });
+                bar.set_position((epoch.member * config.epochs.max(1) + epoch.epoch) as u64);
+                bar.set_message(format!("member {} epoch {}", epoch.member + 1, epoch.epoch));
+            },
+        )
+        .context("training");
     spinner.finish_and_clear();
     if let Some(bar) = bar {
         bar.finish_and_clear();
