@@ -249,3 +249,83 @@ fn card_from_bytes(path: &Path, bytes: &[u8]) -> Result<ModelCard> {
     }
     Ok(card)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bundled() -> (PathBuf, Vec<u8>) {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../pipeline/models/default.safetensors");
+        let bytes = std::fs::read(&path).unwrap();
+        (path, bytes)
+    }
+
+    /// A classifier written before regression heads existed is written again byte for byte: the
+    /// card gained only fields that a classifier leaves out (its model id and reproducibility hold).
+    #[test]
+    fn a_classifier_file_round_trips_byte_for_byte() {
+        let (path, bytes) = bundled();
+        let model = VibModel::from_bytes(&bytes, &path).unwrap();
+        assert!(model.card().target.is_none());
+        assert!(model.to_bytes().unwrap() == bytes);
+        assert_eq!(model.model_id(), content_id(&bytes));
+    }
+
+    /// The bundled model's file rewritten with one tensor changed by `change` (None drops it).
+    fn altered(change: impl Fn(&str, Vec<usize>) -> Option<Vec<usize>>) -> Vec<u8> {
+        let (_, bytes) = bundled();
+        let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let (_, metadata) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+        let kept: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+            .tensors()
+            .into_iter()
+            .filter_map(|(name, view)| {
+                let shape = change(&name, view.shape().to_vec())?;
+                let values = shape.iter().product::<usize>() * 4;
+                Some((
+                    name,
+                    shape,
+                    view.data()[..values.min(view.data().len())].to_vec(),
+                ))
+            })
+            .collect();
+        let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = kept
+            .iter()
+            .map(|(name, shape, data)| {
+                let view = safetensors::tensor::TensorView::new(
+                    safetensors::Dtype::F32,
+                    shape.clone(),
+                    data,
+                )
+                .unwrap();
+                (name.clone(), view)
+            })
+            .collect();
+        safetensors::serialize(views, metadata.metadata().clone()).unwrap()
+    }
+
+    /// Missing and misshapen weights are errors naming the file and the tensor.
+    #[test]
+    fn missing_or_misshapen_tensors_are_errors() {
+        let path = Path::new("broken.safetensors");
+        let target = "member0.classifier.bias";
+        let missing = altered(|name, shape| (name != target).then_some(shape));
+        let err = VibModel::from_bytes(&missing, path)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("broken.safetensors")
+                && err.contains("tensor 'member0.classifier.bias' is missing"),
+            "{err}"
+        );
+        let misshapen = altered(|name, shape| Some(if name == target { vec![1] } else { shape }));
+        let err = VibModel::from_bytes(&misshapen, path)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(target) && err.contains("expected F32"),
+            "{err}"
+        );
+    }
+}

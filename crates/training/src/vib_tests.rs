@@ -995,15 +995,3 @@ fn regression_targets_must_be_finite() {
         "{error}"
     );
 }
-
-/// A classifier written before regression heads existed is written again byte for byte: the
-/// card gained only fields that a classifier leaves out (its model id and reproducibility hold).
-#[test]
-fn a_classifier_file_round_trips_byte_for_byte() {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../pipeline/models/default.safetensors");
-    let bytes = std::fs::read(&path).unwrap();
-    let model = crate::from_bytes(&bytes, &path, DeviceChoice::Cpu).unwrap();
-    assert!(model.card().target.is_none());
-    assert!(model.to_bytes().unwrap() == bytes);
-}
