@@ -39,7 +39,7 @@ pub use error::{Error, Result};
 pub use inference::{eps_table, normals, standardise, CpuNet, RawPrediction};
 pub use metrics::{ClassMetrics, Metrics};
 pub use network::{Architecture, EncoderKind, Head, LOGVAR_MAX, LOGVAR_MIN};
-pub use persist::{content_id, NamedTensor};
+pub use persist::{content_id, read_model_file, NamedTensor};
 pub use regression::{
     active, fit_variance_scale, gaussian_nll_of, mean_nll, moments, normal_quantile, spearman_rho,
     strata, RegressionCalibration, RegressionMetrics, RegressionTarget, DEFAULT_INTERVAL_LEVEL,

@@ -90,13 +90,13 @@ impl VibModel {
 
     /// Read only the model card of a model file.
     pub fn read_card(path: &Path) -> Result<ModelCard> {
-        let bytes = read_file(path)?;
+        let bytes = read_model_file(path)?;
         card_from_bytes(path, &bytes)
     }
 
     /// Load a model file for prediction on the CPU (the training crate loads onto a GPU).
     pub fn load(path: &Path) -> Result<Self> {
-        let bytes = read_file(path)?;
+        let bytes = read_model_file(path)?;
         Self::from_bytes(&bytes, path)
     }
 
@@ -155,7 +155,8 @@ impl VibModel {
     }
 }
 
-fn read_file(path: &Path) -> Result<Vec<u8>> {
+/// The bytes of a model file; a missing or unreadable file is an error naming it.
+pub fn read_model_file(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|source| Error::Io {
         path: path.into(),
         message: match source.kind() {

@@ -13,21 +13,14 @@ const DEFAULT_MODEL_NAME: &str = "<bundled default model>";
 /// Load `path`, or the bundled default when `None`, to predict on `device`. Returns the model
 /// and how to name it.
 pub fn load(path: Option<&Path>, device: DeviceChoice) -> Result<(VibModel, String)> {
-    let (bytes, name) = match path {
+    let (bytes, name): (std::borrow::Cow<'_, [u8]>, String) = match path {
         Some(path) => (
-            std::fs::read(path)
-                .map_err(|source| model::Error::Io {
-                    path: path.into(),
-                    message: match source.kind() {
-                        std::io::ErrorKind::NotFound => "model file not found".into(),
-                        _ => "cannot read model".into(),
-                    },
-                    source,
-                })
-                .with_context(|| format!("loading model {}", path.display()))?,
+            model::read_model_file(path)
+                .with_context(|| format!("loading model {}", path.display()))?
+                .into(),
             path.display().to_string(),
         ),
-        None => (DEFAULT_MODEL.to_vec(), DEFAULT_MODEL_NAME.to_string()),
+        None => (DEFAULT_MODEL.into(), DEFAULT_MODEL_NAME.to_string()),
     };
     let context = || match path {
         Some(path) => format!("loading model {}", path.display()),
