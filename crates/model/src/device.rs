@@ -43,14 +43,17 @@ impl std::fmt::Display for DeviceChoice {
 
 impl DeviceChoice {
     /// Whether this choice can put the model on a GPU, and so needs libtorch: an explicit CUDA
-    /// request always; `auto` only where an NVIDIA driver is installed (its control device
-    /// exists), since CUDA cannot be usable without one. The CPU needs no libtorch: prediction
-    /// there is this crate's own code (`inference.rs`).
+    /// request always; `auto` only where a GPU driver is reachable (NVIDIA's control device, or
+    /// WSL2's `/dev/dxg`, through which CUDA runs under Windows), since CUDA cannot be usable
+    /// without one. The CPU needs no libtorch: prediction there is this crate's own code
+    /// (`inference.rs`).
     pub fn needs_libtorch(self) -> bool {
         match self {
             Self::Cpu => false,
             Self::Cuda(_) => true,
-            Self::Auto => std::path::Path::new("/dev/nvidiactl").exists(),
+            Self::Auto => ["/dev/nvidiactl", "/dev/dxg"]
+                .iter()
+                .any(|device| std::path::Path::new(device).exists()),
         }
     }
 }

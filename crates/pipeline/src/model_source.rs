@@ -33,10 +33,7 @@ pub fn load(path: Option<&Path>, device: DeviceChoice) -> Result<(VibModel, Stri
             .with_context(context)?
     } else {
         if device == DeviceChoice::Auto {
-            tracing::info!(
-                device = "cpu",
-                "device auto-selected (no NVIDIA driver here)"
-            );
+            tracing::info!(device = "cpu", "device auto-selected (no GPU driver here)");
         }
         VibModel::from_bytes(&bytes, &label).with_context(context)?
     };
