@@ -574,19 +574,9 @@ impl Assembly {
             .target
             .as_ref()
             .expect("a regression model has a target");
-        let mut per_member = Vec::new();
-        {
-            let _seeded = seeded_lock();
-            tch::manual_seed(seed as i64);
-            for member in self.members.nets().iter() {
-                per_member.push(rate_and_likelihood(
-                    &member.net,
-                    &set.x,
-                    &set.y,
-                    DIAGNOSTIC_Z_SAMPLES,
-                )?);
-            }
-        }
+        let per_member = self.each_member_seeded(seed, |net| {
+            rate_and_likelihood(net, &set.x, &set.y, DIAGNOSTIC_Z_SAMPLES)
+        })?;
         let members = per_member.len() as f64;
         let dims = self.model.card().architecture.latent_dim;
         let kl_per_dimension_nats: Vec<f64> = (0..dims)
@@ -624,24 +614,29 @@ impl Assembly {
         ))
     }
 
+    /// `work` on each member's network in member order, holding the seeded-work lock with
+    /// libtorch's generator seeded by `seed` (the diagnostics' samples of z).
+    fn each_member_seeded<T>(
+        &self,
+        seed: u64,
+        work: impl Fn(&crate::network::VibNet) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        let _seeded = seeded_lock();
+        tch::manual_seed(seed as i64);
+        self.members
+            .nets()
+            .iter()
+            .map(|member| work(&member.net))
+            .collect()
+    }
+
     /// Diagnostics of the ensemble on one set: each member's rate and cross-entropy by libtorch's
     /// Monte Carlo (averaged over members), accuracy, NLL and ECE of the tempered ensemble.
     fn diagnose_set(&self, set: &Batch, seed: u64) -> Result<(SetDiagnostics, Vec<Prediction>)> {
         let classes = &self.model.card().classes;
-        let mut per_member = Vec::new();
-        {
-            let _seeded = seeded_lock();
-            tch::manual_seed(seed as i64);
-            for member in self.members.nets().iter() {
-                per_member.push(diagnose(
-                    &member.net,
-                    &set.x,
-                    &set.y,
-                    classes,
-                    DIAGNOSTIC_Z_SAMPLES,
-                )?);
-            }
-        }
+        let per_member = self.each_member_seeded(seed, |net| {
+            diagnose(net, &set.x, &set.y, classes, DIAGNOSTIC_Z_SAMPLES)
+        })?;
         let truth: Vec<usize> = Vec::<i64>::try_from(set.y.to_device(tch::Device::Cpu))
             .doing("copying labels")?
             .into_iter()
