@@ -621,18 +621,11 @@ fn add_plane_runs<D: Accumulate>(
     runs: &[Run],
     unit: &mut UnitSums<D::Sum, D::Square>,
 ) {
+    // No software prefetch here (unlike BIL and BIP): each plane is read in line order, which
+    // the hardware prefetchers follow, and prefetching 8 planes ahead cost 7% more CPU (its
+    // page walks stall).
     let (width, segment_bytes) = (bands.len(), layout.samples * D::SIZE);
-    let mut prefetched = u32::MAX;
     for &(line, start, len, k) in runs {
-        if line != prefetched {
-            for &band in bands {
-                let segment = layout.at(band, line as usize, 0);
-                for at in (segment..segment + segment_bytes).step_by(64) {
-                    prefetch(bytes, at + PREFETCH_BYTES);
-                }
-            }
-            prefetched = line;
-        }
         for (j, &band) in bands.iter().enumerate() {
             let segment = layout.at(band, line as usize, 0);
             let values = &bytes[segment..segment + segment_bytes];
