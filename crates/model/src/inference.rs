@@ -19,7 +19,7 @@
 //! The result can still differ between CPUs with different SIMD (FMA or not), as any BLAS does.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::OnceLock;
+use std::sync::Mutex;
 
 use crate::error::{Error, Result};
 use crate::network::{Architecture, EncoderKind, Head, LOGVAR_MAX, LOGVAR_MIN};
@@ -382,6 +382,15 @@ impl CpuNet {
             .collect()
     }
 
+    /// The eps table of this network's draws of z (none for a deterministic network).
+    pub(crate) fn eps(&self, seed: u64, z_samples: usize) -> Vec<f32> {
+        if self.deterministic {
+            Vec::new()
+        } else {
+            eps_table(seed, z_samples, self.latent_dim)
+        }
+    }
+
     /// Predict `rows` spectra from their standardised features `x` [rows, input_dim];
     /// `threads` workers take chunks of rows in turn.
     pub fn predict(
@@ -392,48 +401,24 @@ impl CpuNet {
         seed: u64,
         threads: usize,
     ) -> Vec<RawPrediction> {
-        let eps = if self.deterministic {
-            Vec::new()
-        } else {
-            eps_table(seed, z_samples, self.latent_dim)
-        };
-        let chunks = rows.div_ceil(CHUNK_ROWS);
-        let next = AtomicUsize::new(0);
-        let results: Vec<OnceLock<Vec<RawPrediction>>> =
-            (0..chunks).map(|_| OnceLock::new()).collect();
-        let work = || loop {
-            let chunk = next.fetch_add(1, Ordering::Relaxed);
-            if chunk >= chunks {
-                break;
-            }
-            let start = chunk * CHUNK_ROWS;
-            let len = CHUNK_ROWS.min(rows - start);
-            let out = self.predict_chunk(
-                &x[start * self.input_dim..(start + len) * self.input_dim],
-                len,
+        let eps = self.eps(seed, z_samples);
+        let features = self.input_dim;
+        in_chunks(rows, threads, |chunk| {
+            self.predict_chunk(
+                &x[chunk.start * features..chunk.end * features],
+                chunk.len(),
                 &eps,
                 z_samples,
-            );
-            // Each chunk index is handed out once, so the cell is empty.
-            let _ = results[chunk].set(out);
-        };
-        let threads = threads.clamp(1, chunks.max(1));
-        if threads == 1 {
-            work();
-        } else {
-            std::thread::scope(|scope| {
-                for _ in 0..threads {
-                    scope.spawn(work);
-                }
-            });
-        }
-        results
-            .into_iter()
-            .flat_map(|cell| cell.into_inner().unwrap_or_default())
-            .collect()
+            )
+        })
+        .into_iter()
+        .flatten()
+        .collect()
     }
 
-    fn predict_chunk(
+    /// Predict `rows` standardised spectra `x` on this thread, with the draws `eps` of
+    /// [`CpuNet::eps`].
+    pub(crate) fn predict_chunk(
         &self,
         x: &[f32],
         rows: usize,
@@ -454,6 +439,45 @@ impl CpuNet {
             })
             .collect()
     }
+}
+
+/// `work` on chunks of [`CHUNK_ROWS`] of `rows` rows (the last one shorter), taken in turn by
+/// up to `threads` workers; the results in chunk order. Which thread computes a chunk never
+/// changes what it computes.
+pub(crate) fn in_chunks<T: Send>(
+    rows: usize,
+    threads: usize,
+    work: impl Fn(std::ops::Range<usize>) -> T + Sync,
+) -> Vec<T> {
+    let chunks = rows.div_ceil(CHUNK_ROWS);
+    let rows_of = |chunk: usize| chunk * CHUNK_ROWS..((chunk + 1) * CHUNK_ROWS).min(rows);
+    let threads = threads.clamp(1, chunks.max(1));
+    if threads == 1 {
+        return (0..chunks).map(|chunk| work(rows_of(chunk))).collect();
+    }
+    let next = AtomicUsize::new(0);
+    let results: Vec<Mutex<Option<T>>> = (0..chunks).map(|_| Mutex::new(None)).collect();
+    let worker = || loop {
+        let chunk = next.fetch_add(1, Ordering::Relaxed);
+        if chunk >= chunks {
+            break;
+        }
+        let result = work(rows_of(chunk));
+        // Each chunk index is handed out once; a poisoned cell (a panic) loses the chunk, and
+        // the panic ends the scope.
+        if let Ok(mut cell) = results[chunk].lock() {
+            *cell = Some(result);
+        }
+    };
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(worker);
+        }
+    });
+    results
+        .into_iter()
+        .filter_map(|cell| cell.into_inner().ok().flatten())
+        .collect()
 }
 
 #[cfg(test)]

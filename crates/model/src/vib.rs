@@ -11,7 +11,7 @@ use crate::config::TrainConfig;
 use crate::diagnostics::{OodThresholds, SetDiagnostics};
 use crate::ensemble::{average, threads, Accelerator, Member};
 use crate::error::{Error, Result};
-use crate::inference::{standardise, CpuNet, RawPrediction};
+use crate::inference::{in_chunks, standardise, CpuNet, RawPrediction};
 use crate::network::Architecture;
 use crate::persist::NamedTensor;
 use crate::regression::RegressionTarget;
@@ -262,12 +262,7 @@ impl VibModel {
                 "this model predicts classes, not a continuous target".into(),
             ));
         }
-        let x = self.standardised_input(spectra, n, z_samples)?;
-        Ok(self
-            .raw_predictions(&x, n, z_samples, seed)?
-            .iter()
-            .map(|r| self.finish_value(r))
-            .collect())
+        self.predict_rows(spectra, n, z_samples, seed, |r| self.finish_value(r))
     }
 
     /// A regression model's raw prediction in target units, calibrated, with its OOD flag.
@@ -296,16 +291,72 @@ impl VibModel {
                 target.name
             )));
         }
-        let x = self.standardised_input(spectra, n, z_samples)?;
-        Ok(self
-            .raw_predictions(&x, n, z_samples, seed)?
-            .iter()
-            .map(|r| self.finish(r, scaling))
-            .collect())
+        self.predict_rows(spectra, n, z_samples, seed, |r| self.finish(r, scaling))
     }
 
-    /// Checked spectra on the model's wavelengths, through its preprocessing, standardised.
-    fn standardised_input(&self, spectra: &[f32], n: usize, z_samples: usize) -> Result<Vec<f32>> {
+    /// `finish` of each of `n` spectra's raw predictions, after their checks. On the CPU, each
+    /// chunk of rows goes the whole way (preprocessing, standardisation, every member, the
+    /// average, `finish`) on one thread, so every step runs on every core and a chunk stays in
+    /// cache; a row's result is the same bits either way.
+    fn predict_rows<T: Send>(
+        &self,
+        spectra: &[f32],
+        n: usize,
+        z_samples: usize,
+        seed: u64,
+        finish: impl Fn(&RawPrediction) -> T + Sync,
+    ) -> Result<Vec<T>> {
+        self.check_input(spectra, n, z_samples)?;
+        if self.accelerator.is_some() {
+            let x = self.standardised_input(spectra)?;
+            return Ok(self
+                .raw_predictions(&x, n, z_samples, seed)?
+                .iter()
+                .map(finish)
+                .collect());
+        }
+        let bands = self.card.axis.len();
+        let eps: Vec<Vec<f32>> = self
+            .members
+            .iter()
+            .map(|m| m.cpu.eps(seed, z_samples))
+            .collect();
+        let chunks = in_chunks(n, threads(), |rows| -> Result<Vec<T>> {
+            let x = self.standardised_input(&spectra[rows.start * bands..rows.end * bands])?;
+            Ok(self
+                .cpu_raw_predictions(&x, rows.len(), &eps, z_samples)
+                .iter()
+                .map(&finish)
+                .collect())
+        });
+        let mut out = Vec::with_capacity(n);
+        for chunk in chunks {
+            out.extend(chunk?);
+        }
+        Ok(out)
+    }
+
+    /// Every member's predictions for `rows` standardised spectra `x` on this thread (member
+    /// `m` with the draws `eps[m]`), averaged.
+    fn cpu_raw_predictions(
+        &self,
+        x: &[f32],
+        rows: usize,
+        eps: &[Vec<f32>],
+        z_samples: usize,
+    ) -> Vec<RawPrediction> {
+        average(
+            self.members
+                .iter()
+                .zip(eps)
+                .map(|(m, eps)| m.cpu.predict_chunk(x, rows, eps, z_samples))
+                .collect(),
+        )
+    }
+
+    /// The checks of spectra to predict: `n` spectra of the model's bands, finite values, at
+    /// least one sample of z.
+    fn check_input(&self, spectra: &[f32], n: usize, z_samples: usize) -> Result<()> {
         let bands = self.card.axis.len();
         if spectra.len() != n * bands {
             return Err(Error::Input(format!(
@@ -323,6 +374,14 @@ impl VibModel {
         if z_samples == 0 {
             return Err(Error::Config("at least one sample of z is needed".into()));
         }
+        Ok(())
+    }
+
+    /// Checked spectra (see [`VibModel::check_input`]) on the model's wavelengths, through its
+    /// preprocessing, standardised.
+    fn standardised_input(&self, spectra: &[f32]) -> Result<Vec<f32>> {
+        let bands = self.card.axis.len();
+        let n = spectra.len() / bands.max(1);
         let preprocessor = self
             .card
             .train_config
@@ -359,10 +418,25 @@ impl VibModel {
         z_samples: usize,
         seed: u64,
     ) -> Result<Vec<RawPrediction>> {
-        let per_member = (0..self.members.len())
-            .map(|m| self.member_predictions(m, x, n, z_samples, seed))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(average(per_member))
+        if self.accelerator.is_some() {
+            let per_member = (0..self.members.len())
+                .map(|m| self.member_predictions(m, x, n, z_samples, seed))
+                .collect::<Result<Vec<_>>>()?;
+            return Ok(average(per_member));
+        }
+        let eps: Vec<Vec<f32>> = self
+            .members
+            .iter()
+            .map(|m| m.cpu.eps(seed, z_samples))
+            .collect();
+        let features = x.len() / n.max(1);
+        Ok(in_chunks(n, threads(), |rows| {
+            let x = &x[rows.start * features..rows.end * features];
+            self.cpu_raw_predictions(x, rows.len(), &eps, z_samples)
+        })
+        .into_iter()
+        .flatten()
+        .collect())
     }
 
     /// A raw prediction calibrated by `scaling` (temperature, class offsets), with its OOD flag.
