@@ -316,11 +316,7 @@ impl VibModel {
                 .collect());
         }
         let bands = self.card.axis.len();
-        let eps: Vec<Vec<f32>> = self
-            .members
-            .iter()
-            .map(|m| m.cpu.eps(seed, z_samples))
-            .collect();
+        let eps = self.cpu_eps(seed, z_samples);
         let chunks = in_chunks(n, threads(), |rows| -> Result<Vec<T>> {
             let x = self.standardised_input(&spectra[rows.start * bands..rows.end * bands])?;
             Ok(self
@@ -334,6 +330,14 @@ impl VibModel {
             out.extend(chunk?);
         }
         Ok(out)
+    }
+
+    /// Each member's draws of z for the CPU forward pass.
+    fn cpu_eps(&self, seed: u64, z_samples: usize) -> Vec<Vec<f32>> {
+        self.members
+            .iter()
+            .map(|m| m.cpu.eps(seed, z_samples))
+            .collect()
     }
 
     /// Every member's predictions for `rows` standardised spectra `x` on this thread (member
@@ -424,11 +428,7 @@ impl VibModel {
                 .collect::<Result<Vec<_>>>()?;
             return Ok(average(per_member));
         }
-        let eps: Vec<Vec<f32>> = self
-            .members
-            .iter()
-            .map(|m| m.cpu.eps(seed, z_samples))
-            .collect();
+        let eps = self.cpu_eps(seed, z_samples);
         let features = x.len() / n.max(1);
         Ok(in_chunks(n, threads(), |rows| {
             let x = &x[rows.start * features..rows.end * features];
