@@ -15,6 +15,15 @@ pub(crate) trait Accumulate: Decode {
     /// Sum and sum of squares of lanes `lo..hi` of a window of [`WINDOW`] stored values: fixed
     /// width and masked, so it compiles to a few vector instructions however short the run.
     fn window(window: &[u8], lo: usize, hi: usize) -> (Self::Sum, Self::Square);
+    /// [`Accumulate::window`] with AVX2 instructions, where a type has a faster exact form.
+    ///
+    /// # Safety
+    /// The CPU has AVX2.
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn window_avx2(window: &[u8], lo: usize, hi: usize) -> (Self::Sum, Self::Square) {
+        Self::window(window, lo, hi)
+    }
     /// Mean and (population) variance of `n` values from their sum and sum of squares.
     fn moments(total: (Self::Sum, Self::Square), n: u64) -> (f64, f64);
 }
@@ -47,7 +56,23 @@ pub(crate) fn lane_masks(lo: usize, hi: usize) -> (&'static [i32], &'static [i32
 /// (16 values of at most 2^16) and squares in u32 (at most 2^32 - 2^17 + 1) widened to u64.
 macro_rules! exact {
     ($name:ty) => {
+        $crate::accumulate::exact!($name, {});
+    };
+    // Unsigned 16-bit values, `$big_endian` stored.
+    ($name:ty, u16 $big_endian:literal) => {
+        $crate::accumulate::exact!($name, {
+            #[cfg(target_arch = "x86_64")]
+            #[inline(always)]
+            unsafe fn window_avx2(window: &[u8], lo: usize, hi: usize) -> (i64, u64) {
+                // SAFETY: the caller's CPU has AVX2.
+                unsafe { $crate::accumulate::u16_window_avx2::<$big_endian>(window, lo, hi) }
+                    .unwrap_or_else(|| <$name as $crate::accumulate::Accumulate>::window(window, lo, hi))
+            }
+        });
+    };
+    ($name:ty, { $($extra:tt)* }) => {
         impl Accumulate for $name {
+            $($extra)*
             type Sum = i64;
             type Square = u64;
             #[inline(always)]
@@ -80,6 +105,83 @@ macro_rules! exact {
             }
         }
     };
+}
+
+/// -1 in the middle third, 0 elsewhere, in 16-bit lanes: windows of it mask 16-bit values.
+static MASK_TABLE_16: [i16; 3 * WINDOW] = {
+    let mut table = [0; 3 * WINDOW];
+    let mut i = WINDOW;
+    while i < 2 * WINDOW {
+        table[i] = -1;
+        i += 1;
+    }
+    table
+};
+
+/// [`Accumulate::window`] of 16 unsigned 16-bit values when every one of them is below 2^15
+/// (`None` otherwise): multiply-adds of 16-bit pairs (`vpmaddwd`) give the pairs' sums and sums
+/// of squares in 32-bit lanes, exactly (2 (2^15 - 1)^2 < 2^31), instead of widening every value
+/// and squaring it in 32-bit lanes. The same integers as [`Accumulate::window`], so the same
+/// bits.
+///
+/// # Safety
+/// The CPU has AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+pub(crate) unsafe fn u16_window_avx2<const BIG_ENDIAN: bool>(
+    window: &[u8],
+    lo: usize,
+    hi: usize,
+) -> Option<(i64, u64)> {
+    use std::arch::x86_64::*;
+    assert!(window.len() >= 2 * WINDOW && lo <= hi && hi <= WINDOW);
+    // SAFETY: 32 bytes of `window` (asserted), and windows of 16 lanes inside the mask table
+    // (lo, hi <= WINDOW).
+    let (values, from, to) = unsafe {
+        (
+            _mm256_loadu_si256(window.as_ptr().cast()),
+            _mm256_loadu_si256(MASK_TABLE_16[WINDOW - lo..].as_ptr().cast()),
+            _mm256_loadu_si256(MASK_TABLE_16[2 * WINDOW - hi..].as_ptr().cast()),
+        )
+    };
+    let values = if BIG_ENDIAN {
+        let swap = _mm256_setr_epi8(
+            1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14, 1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11,
+            10, 13, 12, 15, 14,
+        );
+        _mm256_shuffle_epi8(values, swap)
+    } else {
+        values
+    };
+    let values = _mm256_and_si256(values, _mm256_and_si256(from, to));
+    // Any value of 2^15 or more: its top bit is the sign bit of a 16-bit lane.
+    if _mm256_movemask_epi8(values) & 0xAAAA_AAAAu32 as i32 != 0 {
+        return None;
+    }
+    // 8 lanes of v0 + v1 (< 2^16) and of v0^2 + v1^2 (< 2^31).
+    let sums = _mm256_madd_epi16(values, _mm256_set1_epi16(1));
+    let squares = _mm256_madd_epi16(values, values);
+    // 4 lanes each: sums < 2^17, squares < 2^32 (unsigned).
+    let sums = _mm_add_epi32(
+        _mm256_castsi256_si128(sums),
+        _mm256_extracti128_si256::<1>(sums),
+    );
+    let squares = _mm_add_epi32(
+        _mm256_castsi256_si128(squares),
+        _mm256_extracti128_si256::<1>(squares),
+    );
+    let sums = _mm_add_epi32(sums, _mm_unpackhi_epi64(sums, sums));
+    let sum = _mm_cvtsi128_si32(sums) + _mm_extract_epi32::<1>(sums);
+    // Unsigned to 64 bits, then the 4 lanes added.
+    let squares = _mm256_cvtepu32_epi64(squares);
+    let squares = _mm_add_epi64(
+        _mm256_castsi256_si128(squares),
+        _mm256_extracti128_si256::<1>(squares),
+    );
+    let square = _mm_cvtsi128_si64(squares) as u64
+        + _mm_cvtsi128_si64(_mm_unpackhi_epi64(squares, squares)) as u64;
+    Some((i64::from(sum), square))
 }
 
 /// Largest region (pixels) the exact sums take: beyond it, 64-bit sums of squares could overflow
@@ -147,8 +249,9 @@ pub(crate) use {exact, float};
 
 /// Sum and sum of squares of samples `start..end` of one band's segment of a line (`samples`
 /// stored values), a [`WINDOW`] at a time.
+/// With `AVX2` (the CPU has it), through [`Accumulate::window_avx2`].
 #[inline(always)]
-pub(crate) fn run_sums<D: Accumulate>(
+pub(crate) fn run_sums<D: Accumulate, const AVX2: bool>(
     segment: &[u8],
     start: usize,
     end: usize,
@@ -169,14 +272,88 @@ pub(crate) fn run_sums<D: Accumulate>(
         let to = end.min(from + WINDOW);
         let window = from.min(samples - WINDOW);
         let at = window * D::SIZE;
-        let (ws, wq) = D::window(
-            &segment[at..at + WINDOW * D::SIZE],
-            from - window,
-            to - window,
-        );
+        let values = &segment[at..at + WINDOW * D::SIZE];
+        #[cfg(target_arch = "x86_64")]
+        let (ws, wq) = if AVX2 {
+            // SAFETY: AVX2 is only set where the CPU has it.
+            unsafe { D::window_avx2(values, from - window, to - window) }
+        } else {
+            D::window(values, from - window, to - window)
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let (ws, wq) = D::window(values, from - window, to - window);
         s += ws;
         q += wq;
         from = to;
     }
     (s, q)
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests {
+    use super::*;
+    use crate::raw_envi::{U16Be, U16Le};
+
+    /// The AVX2 windows of unsigned 16-bit values (both byte orders) against the plain ones, on
+    /// windows of small values (the fast path, which must be taken), of any values (a value of
+    /// 2^15 or more among the summed lanes must fall back), every (lo, hi).
+    #[test]
+    fn avx2_u16_windows_are_the_plain_sums() {
+        if !std::arch::is_x86_feature_detected!("avx2") {
+            eprintln!("no AVX2 on this CPU: nothing to compare");
+            return;
+        }
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let (mut fast, mut fallback) = (0, 0);
+        for trial in 0..3000 {
+            let small = trial % 2 == 0;
+            let window: Vec<u8> = (0..2 * WINDOW)
+                .map(|_| next() as u8)
+                .enumerate()
+                .map(|(i, b)| if small && i % 2 == 1 { b & 0x7F } else { b })
+                .collect();
+            let lo = (next() % (WINDOW as u64 + 1)) as usize;
+            let hi = lo + (next() % ((WINDOW - lo) as u64 + 1)) as usize;
+            // SAFETY: the CPU has AVX2 (checked above).
+            unsafe {
+                let le = u16_window_avx2::<false>(&window, lo, hi);
+                let be = u16_window_avx2::<true>(&window, lo, hi);
+                for (got, plain) in [
+                    (le, U16Le::window(&window, lo, hi)),
+                    (be, U16Be::window(&window, lo, hi)),
+                ] {
+                    match got {
+                        Some(sums) => {
+                            fast += 1;
+                            assert_eq!(sums, plain, "window {window:?}, lanes {lo}..{hi}");
+                        }
+                        None => fallback += 1,
+                    }
+                }
+                assert_eq!(
+                    U16Le::window_avx2(&window, lo, hi),
+                    U16Le::window(&window, lo, hi)
+                );
+                assert_eq!(
+                    U16Be::window_avx2(&window, lo, hi),
+                    U16Be::window(&window, lo, hi)
+                );
+            }
+            if small {
+                // Little-endian: every high byte below 0x80, so every value below 2^15.
+                // SAFETY: as above.
+                assert!(unsafe { u16_window_avx2::<false>(&window, lo, hi) }.is_some());
+            }
+        }
+        assert!(
+            fast > 1000 && fallback > 500,
+            "fast {fast}, fallback {fallback}"
+        );
+    }
 }

@@ -28,7 +28,7 @@ pub(crate) trait Decode {
 
 macro_rules! decoder {
     ($name:ident, $t:ty, $n:expr, $from:ident) => {
-        struct $name;
+        pub(crate) struct $name;
         impl Decode for $name {
             const SIZE: usize = $n;
             #[inline(always)]
@@ -84,8 +84,8 @@ decoder!(U64Be, u64, 8, from_be_bytes);
 exact!(U8);
 exact!(I16Le);
 exact!(I16Be);
-exact!(U16Le);
-exact!(U16Be);
+exact!(U16Le, u16 false);
+exact!(U16Be, u16 true);
 float!(I32Le);
 float!(I32Be);
 float!(F32Le);

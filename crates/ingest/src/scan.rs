@@ -333,7 +333,7 @@ pub(crate) fn regions<D: Accumulate>(
                 unsafe { add_plane_runs_avx2::<D>(bytes, layout, bands, &runs, &mut unit) };
                 return unit;
             }
-            add_plane_runs::<D>(bytes, layout, bands, &runs, &mut unit);
+            add_plane_runs::<D, false>(bytes, layout, bands, &runs, &mut unit);
             unit
         };
         let plane = layout.lines * samples * layout.value_bytes;
@@ -369,10 +369,10 @@ pub(crate) fn regions<D: Accumulate>(
                 // SAFETY: the CPU has AVX2 (checked above).
                 unsafe { unit_sums_avx2::<D>(bytes, layout, scan, &mut slot, lines) }
             } else {
-                unit_sums::<D>(bytes, layout, scan, &mut slot, lines)
+                unit_sums::<D, false>(bytes, layout, scan, &mut slot, lines)
             };
             #[cfg(not(target_arch = "x86_64"))]
-            let sums = unit_sums::<D>(bytes, layout, scan, &mut slot, lines);
+            let sums = unit_sums::<D, false>(bytes, layout, scan, &mut slot, lines);
             if let Ok(mut p) = pool.lock() {
                 p.push(slot);
             }
@@ -493,12 +493,13 @@ unsafe fn unit_sums_avx2<D: Accumulate>(
     slot: &mut [u32],
     lines: std::ops::Range<usize>,
 ) -> UnitSums<D::Sum, D::Square> {
-    unit_sums::<D>(bytes, layout, scan, slot, lines)
+    unit_sums::<D, true>(bytes, layout, scan, slot, lines)
 }
 
 /// The sums of a block of lines of a BIL or BIP file. `slot` (all u32::MAX) is left as found.
+/// `AVX2`: the CPU has AVX2 (see [`run_sums`]).
 #[inline(always)]
-fn unit_sums<D: Accumulate>(
+fn unit_sums<D: Accumulate, const AVX2: bool>(
     bytes: &[u8],
     layout: &Layout,
     scan: &RegionScan<'_>,
@@ -588,7 +589,7 @@ fn unit_sums<D: Accumulate>(
             );
         }
         for (i, &band) in scan.bands.iter().enumerate() {
-            add_runs::<D>(bytes, layout, (i, band), nb, line_runs, &mut unit);
+            add_runs::<D, AVX2>(bytes, layout, (i, band), nb, line_runs, &mut unit);
         }
     }
     unit
@@ -608,13 +609,14 @@ unsafe fn add_plane_runs_avx2<D: Accumulate>(
     runs: &[Run],
     unit: &mut UnitSums<D::Sum, D::Square>,
 ) {
-    add_plane_runs::<D>(bytes, layout, bands, runs, unit);
+    add_plane_runs::<D, true>(bytes, layout, bands, runs, unit);
 }
 
 /// The sums of file bands `bands` (BSQ planes) over `runs` (the fourth field the region) into
 /// the unit's columns `0..bands.len()`, every band of a run at once.
+/// `AVX2`: as for [`unit_sums`].
 #[inline(always)]
-fn add_plane_runs<D: Accumulate>(
+fn add_plane_runs<D: Accumulate, const AVX2: bool>(
     bytes: &[u8],
     layout: &Layout,
     bands: &[usize],
@@ -629,7 +631,7 @@ fn add_plane_runs<D: Accumulate>(
         for (j, &band) in bands.iter().enumerate() {
             let segment = layout.at(band, line as usize, 0);
             let values = &bytes[segment..segment + segment_bytes];
-            let (s, q) = run_sums::<D>(values, start as usize, (start + len) as usize);
+            let (s, q) = run_sums::<D, AVX2>(values, start as usize, (start + len) as usize);
             unit.sums[k as usize * width + j] += s;
             unit.squares[k as usize * width + j] += q;
         }
@@ -638,8 +640,9 @@ fn add_plane_runs<D: Accumulate>(
 
 /// Add the sums of file band `band` over `runs` to column `i` of the unit's sums (of `nb`
 /// columns; the run's fourth field is its row).
+/// `AVX2`: as for [`unit_sums`].
 #[inline(always)]
-fn add_runs<D: Accumulate>(
+fn add_runs<D: Accumulate, const AVX2: bool>(
     bytes: &[u8],
     layout: &Layout,
     (i, band): (usize, usize),
@@ -659,7 +662,7 @@ fn add_runs<D: Accumulate>(
             prefetched = segment;
         }
         let values = &bytes[segment..segment + segment_bytes];
-        let (s, q) = run_sums::<D>(values, start as usize, (start + len) as usize);
+        let (s, q) = run_sums::<D, AVX2>(values, start as usize, (start + len) as usize);
         unit.sums[k as usize * nb + i] += s;
         unit.squares[k as usize * nb + i] += q;
     }
