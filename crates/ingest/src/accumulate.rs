@@ -31,16 +31,21 @@ pub(crate) trait Accumulate: Decode {
 /// Values summed at once along a line by [`Accumulate::window`].
 pub(crate) const WINDOW: usize = 16;
 
-/// -1 in the middle third, 0 elsewhere: windows of it are lane masks.
-static MASK_TABLE: [i32; 3 * WINDOW] = {
-    let mut table = [0; 3 * WINDOW];
-    let mut i = WINDOW;
-    while i < 2 * WINDOW {
-        table[i] = -1;
-        i += 1;
-    }
-    table
-};
+/// -1 in the middle third, 0 elsewhere (in lanes of `$lane`): windows of it are lane masks.
+macro_rules! mask_table {
+    ($lane:ty) => {{
+        let mut table: [$lane; 3 * WINDOW] = [0; 3 * WINDOW];
+        let mut i = WINDOW;
+        while i < 2 * WINDOW {
+            table[i] = -1;
+            i += 1;
+        }
+        table
+    }};
+}
+
+/// Masks of 32-bit lanes.
+static MASK_TABLE: [i32; 3 * WINDOW] = mask_table!(i32);
 
 /// Lane masks (-1 or 0) of `j >= lo` and of `j < hi` for lanes j of a window.
 #[inline(always)]
@@ -107,16 +112,9 @@ macro_rules! exact {
     };
 }
 
-/// -1 in the middle third, 0 elsewhere, in 16-bit lanes: windows of it mask 16-bit values.
-static MASK_TABLE_16: [i16; 3 * WINDOW] = {
-    let mut table = [0; 3 * WINDOW];
-    let mut i = WINDOW;
-    while i < 2 * WINDOW {
-        table[i] = -1;
-        i += 1;
-    }
-    table
-};
+/// Masks of 16-bit lanes.
+#[cfg(target_arch = "x86_64")]
+static MASK_TABLE_16: [i16; 3 * WINDOW] = mask_table!(i16);
 
 /// [`Accumulate::window`] of 16 unsigned 16-bit values when every one of them is below 2^15
 /// (`None` otherwise): multiply-adds of 16-bit pairs (`vpmaddwd`) give the pairs' sums and sums
