@@ -624,7 +624,7 @@ fn add_plane_runs<D: Accumulate, const AVX2: bool>(
     unit: &mut UnitSums<D::Sum, D::Square>,
 ) {
     // No software prefetch here (unlike BIL and BIP): each plane is read in line order, which
-    // the hardware prefetchers follow, and prefetching 8 planes ahead cost 7% more CPU (its
+    // the hardware prefetchers follow, and prefetching 8 planes ahead cost 8% more CPU (its
     // page walks stall).
     let (width, segment_bytes) = (bands.len(), layout.samples * D::SIZE);
     for &(line, start, len, k) in runs {

@@ -307,8 +307,14 @@ impl VibModel {
         finish: impl Fn(&RawPrediction) -> T + Sync,
     ) -> Result<Vec<T>> {
         self.check_input(spectra, n, z_samples)?;
+        let preprocessor = self
+            .card
+            .train_config
+            .preprocessing
+            .for_axis(&self.card.axis)
+            .map_err(|e| Error::Config(e.to_string()))?;
         if self.accelerator.is_some() {
-            let x = self.standardised_input(spectra)?;
+            let x = self.standardised_input(spectra, &preprocessor)?;
             return Ok(self
                 .raw_predictions(&x, n, z_samples, seed)?
                 .iter()
@@ -318,7 +324,10 @@ impl VibModel {
         let bands = self.card.axis.len();
         let eps = self.cpu_eps(seed, z_samples);
         let chunks = in_chunks(n, threads(), |rows| -> Result<Vec<T>> {
-            let x = self.standardised_input(&spectra[rows.start * bands..rows.end * bands])?;
+            let x = self.standardised_input(
+                &spectra[rows.start * bands..rows.end * bands],
+                &preprocessor,
+            )?;
             Ok(self
                 .cpu_raw_predictions(&x, rows.len(), &eps, z_samples)
                 .iter()
@@ -382,16 +391,15 @@ impl VibModel {
     }
 
     /// Checked spectra (see [`VibModel::check_input`]) on the model's wavelengths, through its
-    /// preprocessing, standardised.
-    fn standardised_input(&self, spectra: &[f32]) -> Result<Vec<f32>> {
+    /// `preprocessor` (the card's, for its axis: built once per call, not per chunk),
+    /// standardised.
+    fn standardised_input(
+        &self,
+        spectra: &[f32],
+        preprocessor: &domain::Preprocessor,
+    ) -> Result<Vec<f32>> {
         let bands = self.card.axis.len();
         let n = spectra.len() / bands.max(1);
-        let preprocessor = self
-            .card
-            .train_config
-            .preprocessing
-            .for_axis(&self.card.axis)
-            .map_err(|e| Error::Config(e.to_string()))?;
         let features = preprocessor.output_len();
         let preprocessed: std::borrow::Cow<'_, [f32]> =
             if self.card.train_config.preprocessing.is_identity() {
