@@ -85,6 +85,7 @@ pub(crate) fn for_each_unit<R: Send>(
     merge: impl FnMut(usize, R) + Send,
 ) {
     let next = AtomicUsize::new(0);
+    let released = Releases::new(map);
     // (next unit to merge, results waiting for an earlier unit, merge).
     let ordered = Mutex::new((0usize, std::collections::BTreeMap::new(), merge));
     let worker = || loop {
@@ -93,9 +94,7 @@ pub(crate) fn for_each_unit<R: Send>(
             break;
         }
         let result = work(unit);
-        for (start, len) in release(unit) {
-            map.release(start, len);
-        }
+        released.add(release(unit));
         let Ok(mut guard) = ordered.lock() else {
             return; // another worker panicked: its panic propagates from the scope
         };
@@ -116,6 +115,76 @@ pub(crate) fn for_each_unit<R: Send>(
             }
         });
     }
+    released.flush();
+}
+
+/// Byte ranges of a map that scans are done with, dropped from the process in batches: each
+/// `madvise` makes the kernel flush the TLBs of every thread of the process (an interrupt to
+/// each other core, and in a virtual machine an exit), so one call per few megabytes of a unit
+/// cost more than the pages themselves.
+struct Releases<'a> {
+    map: &'a MappedFile,
+    /// Ranges done with, and their total length.
+    pending: Mutex<(Vec<(usize, usize)>, usize)>,
+}
+
+/// Bytes of finished ranges kept mapped before they are released together: what a scan adds to
+/// the process's resident size at most, beyond the units in flight.
+const RELEASE_BATCH: usize = 64 << 20;
+
+impl<'a> Releases<'a> {
+    fn new(map: &'a MappedFile) -> Self {
+        Self {
+            map,
+            pending: Mutex::new((Vec::new(), 0)),
+        }
+    }
+
+    /// Ranges done with; released with the others once they add up to [`RELEASE_BATCH`].
+    fn add(&self, ranges: Vec<(usize, usize)>) {
+        let batch = {
+            let Ok(mut pending) = self.pending.lock() else {
+                return;
+            };
+            pending.1 += ranges.iter().map(|r| r.1).sum::<usize>();
+            pending.0.extend(ranges);
+            if pending.1 < RELEASE_BATCH {
+                return;
+            }
+            pending.1 = 0;
+            std::mem::take(&mut pending.0)
+        };
+        self.release(batch);
+    }
+
+    /// Release what is pending.
+    fn flush(&self) {
+        let batch = match self.pending.lock() {
+            Ok(mut pending) => std::mem::take(&mut pending.0),
+            Err(_) => return,
+        };
+        self.release(batch);
+    }
+
+    /// Release `ranges`, adjacent ones joined into one call.
+    fn release(&self, ranges: Vec<(usize, usize)>) {
+        for (start, len) in joined(ranges) {
+            self.map.release(start, len);
+        }
+    }
+}
+
+/// `(start, length)` ranges sorted, with touching or overlapping ones joined.
+fn joined(mut ranges: Vec<(usize, usize)>) -> Vec<(usize, usize)> {
+    ranges.sort_unstable();
+    let mut out: Vec<(usize, usize)> = Vec::with_capacity(ranges.len());
+    for (start, len) in ranges {
+        match out.last_mut() {
+            Some((s, l)) if start <= *s + *l => *l = (start + len).max(*s + *l) - *s,
+            _ => out.push((start, len)),
+        }
+    }
+    out
 }
 
 /// Run `work` on units `0..units` with `threads` threads and hand each result to `consume` on
@@ -137,11 +206,12 @@ pub(crate) fn units_to_caller<R: Send>(
     let consumed = Mutex::new(0usize);
     let advanced = std::sync::Condvar::new();
     let (sender, results) = std::sync::mpsc::channel::<(usize, R)>();
+    let released = Releases::new(map);
     std::thread::scope(|scope| {
         for _ in 0..threads.min(units.max(1)) {
             let sender = sender.clone();
-            let (next, stop, consumed, advanced, release, work) =
-                (&next, &stop, &consumed, &advanced, &release, &work);
+            let (next, stop, consumed, advanced, release, work, released) =
+                (&next, &stop, &consumed, &advanced, &release, &work, &released);
             scope.spawn(move || loop {
                 let unit = next.fetch_add(1, Ordering::Relaxed);
                 if unit >= units || stop.load(Ordering::Relaxed) {
@@ -160,9 +230,7 @@ pub(crate) fn units_to_caller<R: Send>(
                     break;
                 }
                 let result = work(unit);
-                for (start, len) in release(unit) {
-                    map.release(start, len);
-                }
+                released.add(release(unit));
                 if sender.send((unit, result)).is_err() {
                     break;
                 }
@@ -192,6 +260,7 @@ pub(crate) fn units_to_caller<R: Send>(
         advanced.notify_all();
         drop(results);
     });
+    released.flush();
 }
 
 /// Hint the CPU to fetch the cache line at `bytes[at]` (nothing when `at` is past the end).
@@ -204,6 +273,43 @@ pub(crate) fn prefetch(bytes: &[u8], at: usize) {
             std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
                 bytes.as_ptr().add(at).cast(),
             );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::joined;
+
+    #[test]
+    fn released_ranges_are_joined_where_they_touch_or_overlap() {
+        // Units finish out of order; touching, overlapping and contained ranges become one.
+        let ranges = vec![(100, 50), (0, 100), (300, 10), (150, 5), (120, 10), (305, 20)];
+        assert_eq!(joined(ranges), vec![(0, 155), (300, 25)]);
+        assert_eq!(joined(vec![(10, 5), (0, 5)]), vec![(0, 5), (10, 5)]);
+        assert_eq!(joined(Vec::new()), Vec::new());
+        // Every byte of the input is covered, and nothing else: checked byte by byte.
+        let mut state = 7u64;
+        for _ in 0..200 {
+            let ranges: Vec<(usize, usize)> = (0..8)
+                .map(|_| {
+                    state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
+                    (((state >> 40) % 100) as usize, ((state >> 20) % 12) as usize)
+                })
+                .collect();
+            let mut covered = [false; 128];
+            for &(s, l) in &ranges {
+                covered[s..s + l].iter_mut().for_each(|c| *c = true);
+            }
+            let out = joined(ranges);
+            let mut from_out = [false; 128];
+            for w in out.windows(2) {
+                assert!(w[0].0 + w[0].1 < w[1].0, "{out:?} are apart and sorted");
+            }
+            for &(s, l) in &out {
+                from_out[s..s + l].iter_mut().for_each(|c| *c = true);
+            }
+            assert_eq!(covered, from_out);
         }
     }
 }
