@@ -210,8 +210,9 @@ pub(crate) fn units_to_caller<R: Send>(
     std::thread::scope(|scope| {
         for _ in 0..threads.min(units.max(1)) {
             let sender = sender.clone();
-            let (next, stop, consumed, advanced, release, work, released) =
-                (&next, &stop, &consumed, &advanced, &release, &work, &released);
+            let (next, stop, consumed, advanced, release, work, released) = (
+                &next, &stop, &consumed, &advanced, &release, &work, &released,
+            );
             scope.spawn(move || loop {
                 let unit = next.fetch_add(1, Ordering::Relaxed);
                 if unit >= units || stop.load(Ordering::Relaxed) {
@@ -284,7 +285,14 @@ mod tests {
     #[test]
     fn released_ranges_are_joined_where_they_touch_or_overlap() {
         // Units finish out of order; touching, overlapping and contained ranges become one.
-        let ranges = vec![(100, 50), (0, 100), (300, 10), (150, 5), (120, 10), (305, 20)];
+        let ranges = vec![
+            (100, 50),
+            (0, 100),
+            (300, 10),
+            (150, 5),
+            (120, 10),
+            (305, 20),
+        ];
         assert_eq!(joined(ranges), vec![(0, 155), (300, 25)]);
         assert_eq!(joined(vec![(10, 5), (0, 5)]), vec![(0, 5), (10, 5)]);
         assert_eq!(joined(Vec::new()), Vec::new());
@@ -294,7 +302,10 @@ mod tests {
             let ranges: Vec<(usize, usize)> = (0..8)
                 .map(|_| {
                     state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
-                    (((state >> 40) % 100) as usize, ((state >> 20) % 12) as usize)
+                    (
+                        ((state >> 40) % 100) as usize,
+                        ((state >> 20) % 12) as usize,
+                    )
                 })
                 .collect();
             let mut covered = [false; 128];
