@@ -160,7 +160,10 @@ impl<'a> Releases<'a> {
     /// Release what is pending.
     fn flush(&self) {
         let batch = match self.pending.lock() {
-            Ok(mut pending) => std::mem::take(&mut pending.0),
+            Ok(mut pending) => {
+                pending.1 = 0;
+                std::mem::take(&mut pending.0)
+            }
             Err(_) => return,
         };
         self.release(batch);
