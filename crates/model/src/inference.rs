@@ -18,6 +18,7 @@
 //!
 //! The result can still differ between CPUs with different SIMD (FMA or not), as any BLAS does.
 
+use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -39,10 +40,23 @@ struct Dense {
 }
 
 impl Dense {
-    /// `x`: [rows, inputs] -> [rows, outputs]: x W^T + b, ReLU when asked.
-    fn forward(&self, x: &[f32], rows: usize, relu: bool) -> Vec<f32> {
-        let mut y = vec![0f32; rows * self.outputs];
-        matmul_transposed(x, rows, self.inputs, &self.weight, self.outputs, &mut y);
+    /// `x`: [rows, inputs] -> `y` [rows, outputs]: x W^T + b, ReLU when asked. `y`'s contents
+    /// are replaced (its allocation is reused, and the product writes every element, so nothing
+    /// is zeroed first).
+    fn forward_into(&self, x: &[f32], rows: usize, relu: bool, y: &mut Vec<f32>) {
+        let len = rows * self.outputs;
+        y.clear();
+        y.reserve(len);
+        matmul_transposed_into(
+            x,
+            rows,
+            self.inputs,
+            &self.weight,
+            self.outputs,
+            &mut y.spare_capacity_mut()[..len],
+        );
+        // SAFETY: `matmul_transposed_into` wrote all `len` elements of the spare capacity.
+        unsafe { y.set_len(len) };
         for row in y.chunks_exact_mut(self.outputs) {
             for (v, b) in row.iter_mut().zip(&self.bias) {
                 *v += b;
@@ -51,7 +65,6 @@ impl Dense {
                 }
             }
         }
-        y
     }
 }
 
@@ -110,13 +123,33 @@ impl Conv {
 
 /// `y` [rows, n] = `x` [rows, k] times the transpose of `w` [n, k].
 fn matmul_transposed(x: &[f32], rows: usize, k: usize, w: &[f32], n: usize, y: &mut [f32]) {
+    // SAFETY: f32 and MaybeUninit<f32> have the same layout, and only initialised f32 values are
+    // written through the view.
+    let y = unsafe {
+        std::slice::from_raw_parts_mut(y.as_mut_ptr().cast::<MaybeUninit<f32>>(), y.len())
+    };
+    matmul_transposed_into(x, rows, k, w, n, y);
+}
+
+/// [`matmul_transposed`] into memory that need not be initialised: every element of `y` is
+/// written (the product has beta = 0, which `matrixmultiply` never reads C for; an empty
+/// reduction writes zeros).
+fn matmul_transposed_into(
+    x: &[f32],
+    rows: usize,
+    k: usize,
+    w: &[f32],
+    n: usize,
+    y: &mut [MaybeUninit<f32>],
+) {
     assert!(x.len() == rows * k && w.len() == n * k && y.len() == rows * n);
     if rows == 0 || n == 0 {
         return;
     }
     // SAFETY: the asserts above keep every index the strides reach inside the three slices:
     // x is rows x k with row stride k, w^T is k x n read through w's row stride k, and y is
-    // rows x n with row stride n, which does not alias x or w (a unique borrow).
+    // rows x n with row stride n, which does not alias x or w (a unique borrow); with beta = 0
+    // y is only written.
     unsafe {
         matrixmultiply::sgemm(
             rows,
@@ -130,11 +163,23 @@ fn matmul_transposed(x: &[f32], rows: usize, k: usize, w: &[f32], n: usize, y: &
             1,
             k as isize,
             0.0,
-            y.as_mut_ptr(),
+            y.as_mut_ptr().cast::<f32>(),
             n as isize,
             1,
         );
     }
+}
+
+/// The buffers of one thread's forward passes, reused from member to member and call to call
+/// (their contents never carry over: each pass overwrites what it reads).
+#[derive(Debug, Default)]
+pub(crate) struct Workspace {
+    hidden: [Vec<f32>; 2],
+    head: Vec<f32>,
+    mu: Vec<f32>,
+    logvar: Vec<f32>,
+    z: Vec<f32>,
+    logits: Vec<f32>,
 }
 
 /// The VIB network's weights, laid out for [`CpuNet::predict`].
@@ -251,11 +296,17 @@ impl CpuNet {
 
     /// `x`: [rows, input_dim] standardised spectra -> (mu, logvar), each [rows, latent].
     pub fn encode(&self, x: &[f32], rows: usize) -> (Vec<f32>, Vec<f32>) {
-        let mut h: Vec<f32>;
-        let mut width = self.input_dim;
+        let mut work = Workspace::default();
+        self.encode_into(x, rows, &mut work);
+        (work.mu, work.logvar)
+    }
+
+    /// [`CpuNet::encode`] into `work.mu` and `work.logvar`.
+    fn encode_into(&self, x: &[f32], rows: usize, work: &mut Workspace) {
+        let convolved;
+        let mut input = x;
         if self.encoder == EncoderKind::Conv && !self.convs.is_empty() {
-            h = Vec::new();
-            let mut out_width = 0;
+            let mut h = Vec::new();
             for spectrum in x.chunks_exact(self.input_dim) {
                 let mut map = spectrum.to_vec();
                 let mut length = self.input_dim;
@@ -263,31 +314,41 @@ impl CpuNet {
                     map = conv.forward_pooled(&map, length);
                     length /= 2;
                 }
-                out_width = map.len();
                 h.extend(map);
             }
-            width = out_width;
-        } else {
-            h = x.to_vec();
+            convolved = h;
+            input = &convolved;
         }
-        for layer in &self.hidden {
-            debug_assert_eq!(layer.inputs, width);
-            h = layer.forward(&h, rows, true);
-            width = layer.outputs;
+        // Hidden layer i reads layer i - 1's output (the input for i = 0) and writes
+        // work.hidden[i % 2].
+        let [even, odd] = &mut work.hidden;
+        for (i, layer) in self.hidden.iter().enumerate() {
+            let (out, previous) = if i % 2 == 0 {
+                (&mut *even, &*odd)
+            } else {
+                (&mut *odd, &*even)
+            };
+            let source: &[f32] = if i == 0 { input } else { previous };
+            debug_assert_eq!(source.len(), rows * layer.inputs);
+            layer.forward_into(source, rows, true, out);
         }
-        let out = self.head.forward(&h, rows, false);
+        let last: &[f32] = match self.hidden.len() {
+            0 => input,
+            n if n % 2 == 1 => even,
+            _ => odd,
+        };
+        self.head.forward_into(last, rows, false, &mut work.head);
         let latent = self.latent_dim;
-        let mut mu = Vec::with_capacity(rows * latent);
-        let mut logvar = Vec::with_capacity(rows * latent);
-        for row in out.chunks_exact(2 * latent) {
-            mu.extend_from_slice(&row[..latent]);
-            logvar.extend(
+        work.mu.clear();
+        work.logvar.clear();
+        for row in work.head.chunks_exact(2 * latent) {
+            work.mu.extend_from_slice(&row[..latent]);
+            work.logvar.extend(
                 row[latent..]
                     .iter()
                     .map(|&v| v.clamp(LOGVAR_MIN as f32, LOGVAR_MAX as f32)),
             );
         }
-        (mu, logvar)
     }
 
     /// Closed-form KL(N(mu, diag(exp(logvar))) || N(0, I)) of one row, summed in order, nats.
@@ -304,22 +365,33 @@ impl CpuNet {
             .sum()
     }
 
-    /// Softmax averaged over the samples of z for each of `rows` rows of (mu, logvar); `eps`
-    /// holds `z_samples * latent` draws. All rows' samples go through the classifier as one
-    /// product: an element's value depends only on its own row and the reduction length, so
-    /// this equals one product per row, bit for bit, and saves a call per row.
-    fn probabilities(
+    /// Outputs per spectrum: the classes, or (E[y], E[y^2]) for a Gaussian head.
+    pub(crate) fn outputs(&self) -> usize {
+        match self.output {
+            Head::Classifier => self.classifier.outputs,
+            Head::Gaussian => 2,
+        }
+    }
+
+    /// Softmax averaged over the samples of z for each of `rows` rows of `work`'s (mu, logvar),
+    /// into `out` [rows, outputs]; `eps` holds `z_samples * latent` draws. All rows' samples go
+    /// through the classifier as one product: an element's value depends only on its own row and
+    /// the reduction length, so this equals one product per row, bit for bit, and saves a call
+    /// per row.
+    fn probabilities_into(
         &self,
-        mu: &[f32],
-        logvar: &[f32],
+        work: &mut Workspace,
         rows: usize,
         eps: &[f32],
         z_samples: usize,
-    ) -> Vec<Vec<f32>> {
+        out: &mut [f32],
+    ) {
         let classes = self.classifier.outputs;
         let latent = self.latent_dim;
         let samples = if self.deterministic { 1 } else { z_samples };
-        let mut z = vec![0f32; rows * samples * latent];
+        let (mu, logvar, z) = (&work.mu, &work.logvar, &mut work.z);
+        z.clear();
+        z.resize(rows * samples * latent, 0.0);
         let mut sigma = vec![0f32; latent];
         for i in 0..rows {
             let (m, lv) = (
@@ -341,45 +413,51 @@ impl CpuNet {
                 }
             }
         }
-        let logits = self.classifier.forward(&z, rows * samples, false);
+        self.classifier
+            .forward_into(z, rows * samples, false, &mut work.logits);
+        let logits = &work.logits;
         if self.output == Head::Gaussian {
             // Per sample a mean and a log-variance: the mixture's E[y] and E[y^2].
-            return logits
+            for (row_outputs, moments) in logits
                 .chunks_exact(samples * 2)
-                .map(|row_outputs| {
-                    let (mut first, mut second) = (0f64, 0f64);
-                    for out in row_outputs.chunks_exact(2) {
-                        let mean = out[0] as f64;
-                        let variance =
-                            (out[1].clamp(LOGVAR_MIN as f32, LOGVAR_MAX as f32) as f64).exp();
-                        first += mean;
-                        second += variance + mean * mean;
-                    }
-                    vec![
-                        (first / samples as f64) as f32,
-                        (second / samples as f64) as f32,
-                    ]
-                })
-                .collect();
+                .zip(out.chunks_exact_mut(2))
+            {
+                let (mut first, mut second) = (0f64, 0f64);
+                for sample in row_outputs.chunks_exact(2) {
+                    let mean = sample[0] as f64;
+                    let variance =
+                        (sample[1].clamp(LOGVAR_MIN as f32, LOGVAR_MAX as f32) as f64).exp();
+                    first += mean;
+                    second += variance + mean * mean;
+                }
+                moments[0] = (first / samples as f64) as f32;
+                moments[1] = (second / samples as f64) as f32;
+            }
+            return;
         }
         let mut exps = vec![0f64; classes];
-        logits
+        let mut sum = vec![0f64; classes];
+        for (row_logits, probabilities) in logits
             .chunks_exact(samples * classes)
-            .map(|row_logits| {
-                let mut sum = vec![0f64; classes];
-                for row in row_logits.chunks_exact(classes) {
-                    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-                    for (e, &l) in exps.iter_mut().zip(row) {
-                        *e = (l as f64 - max).exp();
-                    }
-                    let total: f64 = exps.iter().sum();
-                    for (acc, e) in sum.iter_mut().zip(&exps) {
-                        *acc += e / total;
-                    }
+            .zip(out.chunks_exact_mut(classes))
+        {
+            sum.fill(0.0);
+            for row in row_logits.chunks_exact(classes) {
+                let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+                for (e, &l) in exps.iter_mut().zip(row) {
+                    // exp(0) is 1 exactly: the largest logit's term needs no call.
+                    let shifted = l as f64 - max;
+                    *e = if shifted == 0.0 { 1.0 } else { shifted.exp() };
                 }
-                sum.iter().map(|&p| (p / samples as f64) as f32).collect()
-            })
-            .collect()
+                let total: f64 = exps.iter().sum();
+                for (acc, e) in sum.iter_mut().zip(&exps) {
+                    *acc += e / total;
+                }
+            }
+            for (p, &s) in probabilities.iter_mut().zip(&sum) {
+                *p = (s / samples as f64) as f32;
+            }
+        }
     }
 
     /// The eps table of this network's draws of z (none for a deterministic network).
@@ -425,19 +503,51 @@ impl CpuNet {
         eps: &[f32],
         z_samples: usize,
     ) -> Vec<RawPrediction> {
-        let latent = self.latent_dim;
-        let (mu, logvar) = self.encode(x, rows);
-        self.probabilities(&mu, &logvar, rows, eps, z_samples)
-            .into_iter()
-            .enumerate()
-            .map(|(i, probabilities)| RawPrediction {
-                probabilities,
-                kl_nats: self.kl_nats(
-                    &mu[i * latent..(i + 1) * latent],
-                    &logvar[i * latent..(i + 1) * latent],
-                ),
+        let (mut probabilities, mut kl) = (Vec::new(), Vec::new());
+        self.predict_chunk_into(
+            x,
+            rows,
+            eps,
+            z_samples,
+            &mut Workspace::default(),
+            &mut probabilities,
+            &mut kl,
+        );
+        probabilities
+            .chunks_exact(self.outputs())
+            .zip(kl)
+            .map(|(p, kl_nats)| RawPrediction {
+                probabilities: p.to_vec(),
+                kl_nats,
             })
             .collect()
+    }
+
+    /// [`CpuNet::predict_chunk`] into flat buffers, replacing their contents: `probabilities`
+    /// [rows, outputs] and `kl` [rows], with the scratch space `work`.
+    #[allow(clippy::too_many_arguments)] // the inputs, the scratch and the two outputs
+    pub(crate) fn predict_chunk_into(
+        &self,
+        x: &[f32],
+        rows: usize,
+        eps: &[f32],
+        z_samples: usize,
+        work: &mut Workspace,
+        probabilities: &mut Vec<f32>,
+        kl: &mut Vec<f64>,
+    ) {
+        let latent = self.latent_dim;
+        self.encode_into(x, rows, work);
+        probabilities.clear();
+        probabilities.resize(rows * self.outputs(), 0.0);
+        self.probabilities_into(work, rows, eps, z_samples, probabilities);
+        kl.clear();
+        kl.extend((0..rows).map(|i| {
+            self.kl_nats(
+                &work.mu[i * latent..(i + 1) * latent],
+                &work.logvar[i * latent..(i + 1) * latent],
+            )
+        }));
     }
 }
 
