@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use crate::error::{Error, Result};
+use crate::gemm::{self, PackedWeights};
 use crate::network::{Architecture, EncoderKind, Head, LOGVAR_MAX, LOGVAR_MIN};
 use crate::persist::NamedTensor;
 use crate::split::SplitMix64;
@@ -34,6 +35,8 @@ const CHUNK_ROWS: usize = 256;
 #[derive(Debug, Clone)]
 struct Dense {
     weight: Vec<f32>,
+    /// `weight`, packed once for the product.
+    packed: PackedWeights,
     bias: Vec<f32>,
     inputs: usize,
     outputs: usize,
@@ -47,24 +50,17 @@ impl Dense {
         let len = rows * self.outputs;
         y.clear();
         y.reserve(len);
-        matmul_transposed_into(
+        gemm::dense(
             x,
             rows,
-            self.inputs,
+            &self.packed,
             &self.weight,
-            self.outputs,
+            &self.bias,
+            relu,
             &mut y.spare_capacity_mut()[..len],
         );
-        // SAFETY: `matmul_transposed_into` wrote all `len` elements of the spare capacity.
+        // SAFETY: `gemm::dense` wrote all `len` elements of the spare capacity.
         unsafe { y.set_len(len) };
-        for row in y.chunks_exact_mut(self.outputs) {
-            for (v, b) in row.iter_mut().zip(&self.bias) {
-                *v += b;
-                if relu && *v < 0.0 {
-                    *v = 0.0;
-                }
-            }
-        }
     }
 }
 
@@ -128,46 +124,7 @@ fn matmul_transposed(x: &[f32], rows: usize, k: usize, w: &[f32], n: usize, y: &
     let y = unsafe {
         std::slice::from_raw_parts_mut(y.as_mut_ptr().cast::<MaybeUninit<f32>>(), y.len())
     };
-    matmul_transposed_into(x, rows, k, w, n, y);
-}
-
-/// [`matmul_transposed`] into memory that need not be initialised: every element of `y` is
-/// written (the product has beta = 0, which `matrixmultiply` never reads C for; an empty
-/// reduction writes zeros).
-fn matmul_transposed_into(
-    x: &[f32],
-    rows: usize,
-    k: usize,
-    w: &[f32],
-    n: usize,
-    y: &mut [MaybeUninit<f32>],
-) {
-    assert!(x.len() == rows * k && w.len() == n * k && y.len() == rows * n);
-    if rows == 0 || n == 0 {
-        return;
-    }
-    // SAFETY: the asserts above keep every index the strides reach inside the three slices:
-    // x is rows x k with row stride k, w^T is k x n read through w's row stride k, and y is
-    // rows x n with row stride n, which does not alias x or w (a unique borrow); with beta = 0
-    // y is only written.
-    unsafe {
-        matrixmultiply::sgemm(
-            rows,
-            k,
-            n,
-            1.0,
-            x.as_ptr(),
-            k as isize,
-            1,
-            w.as_ptr(),
-            1,
-            k as isize,
-            0.0,
-            y.as_mut_ptr().cast::<f32>(),
-            n as isize,
-            1,
-        );
-    }
+    gemm::matrixmultiply_product(x, rows, k, w, n, y);
 }
 
 /// The buffers of one thread's forward passes, reused from member to member and call to call
@@ -209,14 +166,18 @@ pub struct RawPrediction {
 
 /// (x - mean) / std per band, for row-major spectra of `mean.len()` bands.
 pub fn standardise(spectra: &[f32], mean: &[f32], std: &[f32]) -> Vec<f32> {
-    spectra
-        .chunks(mean.len())
-        .flat_map(|s| {
-            s.iter()
-                .zip(mean.iter().zip(std))
-                .map(|(&v, (&m, &sd))| (v - m) / sd)
-        })
-        .collect()
+    let mut out = Vec::with_capacity(spectra.len());
+    for spectrum in spectra.chunks(mean.len()) {
+        // Slices zipped: the loop is vectorised (the same divisions, element by element).
+        out.extend(
+            spectrum
+                .iter()
+                .zip(mean)
+                .zip(std)
+                .map(|((&v, &m), &sd)| (v - m) / sd),
+        );
+    }
+    out
 }
 
 /// The eps of every spectrum's `z_samples` draws of z, [z_samples, latent], from `seed` alone.
@@ -258,6 +219,7 @@ impl CpuNet {
             let (weight, shape) = values(&format!("{name}.weight"))?;
             let (bias, _) = values(&format!("{name}.bias"))?;
             Ok(Dense {
+                packed: PackedWeights::new(&weight, shape[0], shape[1]),
                 weight,
                 bias,
                 inputs: shape[1],

@@ -16,6 +16,7 @@ mod device;
 mod diagnostics;
 mod ensemble;
 mod error;
+mod gemm;
 mod inference;
 mod metrics;
 mod network;

@@ -1,0 +1,443 @@
+//! The dense layers' product y = x W^T + b with W packed once, when the network is loaded.
+//!
+//! `matrixmultiply` packs both operands on every call: for the per-pixel pass that repacked each
+//! layer's weights for every chunk of 256 rows and every member, 11-12% of the run's CPU time.
+//! Here the weights are packed once into panels of 32 output columns, and the rows of x are read
+//! where they are (a kernel of 8 rows broadcasts each value from its row).
+//!
+//! The arithmetic is `matrixmultiply`'s, element by element, so the bits do not change: every
+//! output is a chain of fused multiply-adds over the reduction in order, starting from zero, in
+//! blocks of [`KC`] (its `kc` for f32); a block after the first is summed into the running value
+//! with one rounded add (its beta = 1 epilogue). [`reference`] states that in scalar code, and
+//! the tests hold both this kernel and `matrixmultiply` to it, bit for bit. Where AVX-512 is not
+//! available the product goes through `matrixmultiply`, as before.
+
+use std::mem::MaybeUninit;
+
+/// The reduction block of `matrixmultiply`'s f32 kernels.
+const KC: usize = 256;
+
+/// A layer's weights W [n, k] (libtorch's [outputs, inputs], row-major) as panels of `width`
+/// output columns (32, or 16 for a layer of at most 16 outputs): panel p holds, for each
+/// reduction index t, W[p width .. (p + 1) width][t] (zero past column n), `width` values apart.
+#[derive(Debug, Clone)]
+pub(crate) struct PackedWeights {
+    k: usize,
+    n: usize,
+    width: usize,
+    panels: Vec<f32>,
+}
+
+impl PackedWeights {
+    /// Pack `w` [n, k].
+    pub(crate) fn new(w: &[f32], n: usize, k: usize) -> Self {
+        assert_eq!(w.len(), n * k, "weights of {n} x {k}");
+        let width = if n <= 16 { 16 } else { 32 };
+        let count = n.div_ceil(width);
+        let mut panels = vec![0f32; count * k * width];
+        for p in 0..count {
+            let panel = &mut panels[p * k * width..(p + 1) * k * width];
+            for column in 0..width.min(n - p * width) {
+                let row = &w[(p * width + column) * k..(p * width + column + 1) * k];
+                for (t, &v) in row.iter().enumerate() {
+                    panel[t * width + column] = v;
+                }
+            }
+        }
+        Self {
+            k,
+            n,
+            width,
+            panels,
+        }
+    }
+}
+
+/// A dense layer: `y` [rows, n] = `x` [rows, k] W^T + `bias`, then ReLU (v < 0 -> 0) when
+/// `relu`; each product element as [`reference`] computes it, the bias added with one rounding.
+/// `w` is the same weights unpacked, for the product without AVX-512. Every element of `y` is
+/// written.
+pub(crate) fn dense(
+    x: &[f32],
+    rows: usize,
+    packed: &PackedWeights,
+    w: &[f32],
+    bias: &[f32],
+    relu: bool,
+    y: &mut [MaybeUninit<f32>],
+) {
+    let (k, n) = (packed.k, packed.n);
+    assert!(x.len() == rows * k && w.len() == n * k && bias.len() == n && y.len() == rows * n);
+    if rows == 0 || n == 0 {
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: AVX-512F is present; the asserts above bound every access (see the kernel).
+        unsafe { avx512::dense(x, rows, packed, bias, relu, y) };
+        return;
+    }
+    dense_portable(x, rows, k, w, bias, relu, y);
+}
+
+/// [`dense`] by `matrixmultiply` and a scalar bias and ReLU: the same bits.
+pub(crate) fn dense_portable(
+    x: &[f32],
+    rows: usize,
+    k: usize,
+    w: &[f32],
+    bias: &[f32],
+    relu: bool,
+    y: &mut [MaybeUninit<f32>],
+) {
+    let n = bias.len();
+    matrixmultiply_product(x, rows, k, w, n, y);
+    for row in y.chunks_exact_mut(n) {
+        for (v, b) in row.iter_mut().zip(bias) {
+            // SAFETY: the product wrote every element.
+            let mut value = unsafe { v.assume_init() } + b;
+            if relu && value < 0.0 {
+                value = 0.0;
+            }
+            *v = MaybeUninit::new(value);
+        }
+    }
+}
+
+/// `y` [rows, n] = `x` [rows, k] times the transpose of `w` [n, k], by `matrixmultiply`: every
+/// element of `y` is written (beta = 0, which it never reads C for; an empty reduction writes
+/// zeros).
+pub(crate) fn matrixmultiply_product(
+    x: &[f32],
+    rows: usize,
+    k: usize,
+    w: &[f32],
+    n: usize,
+    y: &mut [MaybeUninit<f32>],
+) {
+    assert!(x.len() == rows * k && w.len() == n * k && y.len() == rows * n);
+    if rows == 0 || n == 0 {
+        return;
+    }
+    // SAFETY: the asserts above keep every index the strides reach inside the three slices:
+    // x is rows x k with row stride k, w^T is k x n read through w's row stride k, and y is
+    // rows x n with row stride n, which does not alias x or w (a unique borrow); with beta = 0
+    // y is only written.
+    unsafe {
+        matrixmultiply::sgemm(
+            rows,
+            k,
+            n,
+            1.0,
+            x.as_ptr(),
+            k as isize,
+            1,
+            w.as_ptr(),
+            1,
+            k as isize,
+            0.0,
+            y.as_mut_ptr().cast::<f32>(),
+            n as isize,
+            1,
+        );
+    }
+}
+
+/// One element of x W^T as both products compute it: per block of [`KC`] reduction indices a
+/// chain of fused multiply-adds from zero, the blocks summed in order with one rounding each.
+#[cfg(test)]
+fn reference(x_row: &[f32], w_row: &[f32]) -> f32 {
+    let mut total = 0f32;
+    for (block, (xs, ws)) in x_row.chunks(KC).zip(w_row.chunks(KC)).enumerate() {
+        let mut chain = 0f32;
+        for (&a, &b) in xs.iter().zip(ws) {
+            chain = a.mul_add(b, chain);
+        }
+        total = if block == 0 { chain } else { total + chain };
+    }
+    total
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+    use std::mem::MaybeUninit;
+
+    use super::{PackedWeights, KC};
+
+    /// See [`super::dense`].
+    ///
+    /// # Safety
+    /// AVX-512F must be available; `x` is rows x k, `y` rows x n, `bias` n, `packed` of k and n.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn dense(
+        x: &[f32],
+        rows: usize,
+        packed: &PackedWeights,
+        bias: &[f32],
+        relu: bool,
+        y: &mut [MaybeUninit<f32>],
+    ) {
+        let (k, n, width) = (packed.k, packed.n, packed.width);
+        // Panels outer: a panel (k x 32 values, 28 KiB for k = 224) stays in L1 while every
+        // block of rows passes it. Blocks of 8 rows with a 32-wide panel, 16 with a 16-wide one:
+        // 16 accumulators either way.
+        let block = 256 / width;
+        for p in 0..n.div_ceil(width) {
+            let panel = Panel {
+                values: packed.panels[p * k * width..].as_ptr(),
+                bias: bias[p * width..].as_ptr(),
+                columns: width.min(n - p * width),
+            };
+            let mut row = 0;
+            while row < rows {
+                let count = block.min(rows - row);
+                // SAFETY: rows row..row + count of x (k values each) and of y (n each) exist;
+                // the panel holds k x width values and `columns` biases.
+                unsafe {
+                    let a = x.as_ptr().add(row * k);
+                    let c = y.as_mut_ptr().add(row * n + p * width).cast::<f32>();
+                    if width == 32 {
+                        rows_of_wide(count, k, a, &panel, c, n, relu);
+                    } else {
+                        rows_of_narrow(count, k, a, &panel, c, n, relu);
+                    }
+                }
+                row += count;
+            }
+        }
+    }
+
+    /// One panel: its values, the biases of its columns, how many of its columns are real.
+    struct Panel {
+        values: *const f32,
+        bias: *const f32,
+        columns: usize,
+    }
+
+    macro_rules! rows_of {
+        ($name:ident, $registers:literal, $($rows:literal)+) => {
+            /// [`kernel`] for `count` rows of this panel width.
+            #[target_feature(enable = "avx512f")]
+            unsafe fn $name(
+                count: usize,
+                k: usize,
+                a: *const f32,
+                panel: &Panel,
+                c: *mut f32,
+                n: usize,
+                relu: bool,
+            ) {
+                // SAFETY: the caller's guarantees, passed on.
+                unsafe {
+                    match count {
+                        $($rows => kernel::<$rows, $registers>(k, a, panel, c, n, relu),)+
+                        _ => unreachable!("a block has 1 to {} rows", 16 / $registers),
+                    }
+                }
+            }
+        };
+    }
+    rows_of!(rows_of_wide, 2, 1 2 3 4 5 6 7 8);
+    rows_of!(rows_of_narrow, 1, 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16);
+
+    /// Mask of the first `columns` of 16 lanes.
+    fn lanes(columns: usize) -> __mmask16 {
+        if columns >= 16 {
+            0xffff
+        } else {
+            (1u16 << columns) - 1
+        }
+    }
+
+    /// `R` rows of x (from `a`, `k` apart) times one panel of `B` registers (16 B columns), plus
+    /// the bias, ReLU when asked, into the panel's real columns of y from `c` (rows `n` apart).
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn kernel<const R: usize, const B: usize>(
+        k: usize,
+        a: *const f32,
+        panel: &Panel,
+        c: *mut f32,
+        n: usize,
+        relu: bool,
+    ) {
+        let width = 16 * B;
+        let mut total = [[_mm512_setzero_ps(); B]; R];
+        let mut start = 0;
+        while start < k {
+            let end = (start + KC).min(k);
+            let mut chain = [[_mm512_setzero_ps(); B]; R];
+            for t in start..end {
+                // SAFETY: t < k: inside the panel's k x width values and each row's k values.
+                unsafe {
+                    let mut b = [_mm512_setzero_ps(); B];
+                    for (j, v) in b.iter_mut().enumerate() {
+                        *v = _mm512_loadu_ps(panel.values.add(t * width + 16 * j));
+                    }
+                    for (r, acc) in chain.iter_mut().enumerate() {
+                        let v = _mm512_set1_ps(*a.add(r * k + t));
+                        for j in 0..B {
+                            acc[j] = _mm512_fmadd_ps(v, b[j], acc[j]);
+                        }
+                    }
+                }
+            }
+            for (sum, acc) in total.iter_mut().zip(&chain) {
+                for j in 0..B {
+                    // The first block is the value; later ones are added with one rounding.
+                    sum[j] = if start == 0 {
+                        acc[j]
+                    } else {
+                        _mm512_add_ps(sum[j], acc[j])
+                    };
+                }
+            }
+            start = end;
+        }
+        let mut masks = [0 as __mmask16; B];
+        let mut biases = [_mm512_setzero_ps(); B];
+        for j in 0..B {
+            masks[j] = lanes(panel.columns.saturating_sub(16 * j));
+            // SAFETY: the mask keeps the load to the panel's real columns' biases.
+            biases[j] = unsafe { _mm512_maskz_loadu_ps(masks[j], panel.bias.add(16 * j)) };
+        }
+        let zero = _mm512_setzero_ps();
+        for (r, sum) in total.iter().enumerate() {
+            for j in 0..B {
+                if masks[j] == 0 {
+                    continue;
+                }
+                let mut v = _mm512_add_ps(sum[j], biases[j]);
+                if relu {
+                    // v < 0 -> 0; NaN and -0 stay, as in the scalar `if v < 0.0`.
+                    let negative = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(v, zero);
+                    v = _mm512_mask_mov_ps(v, negative, zero);
+                }
+                // SAFETY: row r of y has n values from the panel's first column; the mask
+                // keeps the store to its real columns.
+                unsafe { _mm512_mask_storeu_ps(c.add(r * n + 16 * j), masks[j], v) };
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::split::SplitMix64;
+
+    fn values(rng: &mut SplitMix64, count: usize, zeros: bool) -> Vec<f32> {
+        (0..count)
+            .map(|_| {
+                let u = rng.next_u64();
+                if zeros && u.is_multiple_of(7) {
+                    // exact zeros (ReLU outputs), of both signs
+                    if u.is_multiple_of(2) {
+                        0.0
+                    } else {
+                        -0.0
+                    }
+                } else {
+                    // spread over several binades, both signs
+                    let mantissa = (u >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
+                    mantissa * 2f32.powi((u % 9) as i32 - 4)
+                }
+            })
+            .collect()
+    }
+
+    fn init(y: Vec<MaybeUninit<f32>>) -> Vec<f32> {
+        // SAFETY: the products write every element (asserted by the callers' shapes).
+        y.into_iter().map(|v| unsafe { v.assume_init() }).collect()
+    }
+
+    /// The packed layer, `matrixmultiply` with the scalar bias and ReLU, and the scalar
+    /// statement of their arithmetic agree bit for bit, for reductions within one block and over
+    /// several (k > 256), any number of rows (the kernels and their remainders) and of columns
+    /// (16- and 32-wide panels, whole and partial), with and without ReLU.
+    #[test]
+    fn packed_layer_is_matrixmultiply_bit_for_bit() {
+        let mut rng = SplitMix64::new(11);
+        for &(rows, k, n) in &[
+            (1, 1, 1),
+            (3, 5, 3),
+            (8, 16, 16),
+            (9, 224, 256),
+            (256, 224, 256),
+            (17, 256, 128),
+            (13, 128, 32),
+            (40, 16, 3),
+            (33, 16, 15),
+            (7, 257, 33),
+            (11, 300, 17),
+            (5, 600, 48),
+            (2, 512, 31),
+        ] {
+            let x = values(&mut rng, rows * k, true);
+            let w = values(&mut rng, n * k, false);
+            let bias = values(&mut rng, n, true);
+            let packed = PackedWeights::new(&w, n, k);
+            for relu in [false, true] {
+                let mut ours = vec![MaybeUninit::new(f32::NAN); rows * n];
+                dense(&x, rows, &packed, &w, &bias, relu, &mut ours);
+                let mut theirs = vec![MaybeUninit::new(f32::NAN); rows * n];
+                dense_portable(&x, rows, k, &w, &bias, relu, &mut theirs);
+                let (ours, theirs) = (init(ours), init(theirs));
+                for r in 0..rows {
+                    for c in 0..n {
+                        let mut expected =
+                            reference(&x[r * k..(r + 1) * k], &w[c * k..(c + 1) * k]) + bias[c];
+                        if relu && expected < 0.0 {
+                            expected = 0.0;
+                        }
+                        let at = r * n + c;
+                        assert_eq!(
+                            ours[at].to_bits(),
+                            expected.to_bits(),
+                            "packed, {rows}x{k}x{n}, relu {relu}, at ({r}, {c})"
+                        );
+                        assert_eq!(
+                            theirs[at].to_bits(),
+                            expected.to_bits(),
+                            "matrixmultiply, {rows}x{k}x{n}, relu {relu}, at ({r}, {c})"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// Against an independent product in f64: the blocks and chains compute x W^T + b.
+    #[test]
+    fn packed_layer_matches_a_naive_product() {
+        let mut rng = SplitMix64::new(5);
+        let (rows, k, n) = (10, 300, 40);
+        let x = values(&mut rng, rows * k, false);
+        let w = values(&mut rng, n * k, false);
+        let bias = values(&mut rng, n, false);
+        let mut y = vec![MaybeUninit::new(0.0); rows * n];
+        dense(
+            &x,
+            rows,
+            &PackedWeights::new(&w, n, k),
+            &w,
+            &bias,
+            false,
+            &mut y,
+        );
+        let y = init(y);
+        for r in 0..rows {
+            for c in 0..n {
+                let products = (0..k).map(|t| x[r * k + t] as f64 * w[c * k + t] as f64);
+                let exact = products.clone().sum::<f64>() + bias[c] as f64;
+                let scale = products.map(f64::abs).sum::<f64>() + (bias[c] as f64).abs();
+                assert!(
+                    (y[r * n + c] as f64 - exact).abs() <= 1e-6 * scale,
+                    "({r}, {c}): {} vs {exact}",
+                    y[r * n + c]
+                );
+            }
+        }
+    }
+}
