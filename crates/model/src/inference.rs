@@ -360,18 +360,20 @@ impl CpuNet {
                 &mu[i * latent..(i + 1) * latent],
                 &logvar[i * latent..(i + 1) * latent],
             );
+            let row_z = &mut z[i * samples * latent..(i + 1) * samples * latent];
+            if self.deterministic {
+                row_z.copy_from_slice(m);
+                continue;
+            }
             // sigma = exp(logvar / 2), once per row (the same bits as per sample).
             for (s, &lv) in sigma.iter_mut().zip(lv) {
                 *s = (0.5 * lv).exp();
             }
-            for s in 0..samples {
-                let out = &mut z[(i * samples + s) * latent..(i * samples + s + 1) * latent];
-                for j in 0..latent {
-                    out[j] = if self.deterministic {
-                        m[j]
-                    } else {
-                        m[j] + sigma[j] * eps[s * latent + j]
-                    };
+            for (out, eps) in row_z.chunks_exact_mut(latent).zip(eps.chunks_exact(latent)) {
+                // A product, then a sum (two roundings, as written; slices zipped so the loop
+                // is vectorised).
+                for (((z, &m), &s), &e) in out.iter_mut().zip(m).zip(&sigma).zip(eps) {
+                    *z = m + s * e;
                 }
             }
         }
@@ -397,23 +399,36 @@ impl CpuNet {
             }
             return;
         }
-        let mut exps = vec![0f64; classes];
+        // Per row: each sample's exps and their total, then every quotient (one vectorised
+        // loop of divisions), then the sum over samples in sample order.
+        let mut exps = vec![0f64; samples * classes];
+        let mut totals = vec![0f64; samples * classes];
         let mut sum = vec![0f64; classes];
         for (row_logits, probabilities) in logits
             .chunks_exact(samples * classes)
             .zip(out.chunks_exact_mut(classes))
         {
-            sum.fill(0.0);
-            for row in row_logits.chunks_exact(classes) {
+            for ((row, e), t) in row_logits
+                .chunks_exact(classes)
+                .zip(exps.chunks_exact_mut(classes))
+                .zip(totals.chunks_exact_mut(classes))
+            {
                 let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-                for (e, &l) in exps.iter_mut().zip(row) {
+                for (e, &l) in e.iter_mut().zip(row) {
                     // exp(0) is 1 exactly: the largest logit's term needs no call.
                     let shifted = l as f64 - max;
                     *e = if shifted == 0.0 { 1.0 } else { shifted.exp() };
                 }
-                let total: f64 = exps.iter().sum();
-                for (acc, e) in sum.iter_mut().zip(&exps) {
-                    *acc += e / total;
+                let total: f64 = e.iter().sum();
+                t.fill(total);
+            }
+            for (e, &t) in exps.iter_mut().zip(&totals) {
+                *e /= t;
+            }
+            sum.fill(0.0);
+            for quotients in exps.chunks_exact(classes) {
+                for (acc, q) in sum.iter_mut().zip(quotients) {
+                    *acc += q;
                 }
             }
             for (p, &s) in probabilities.iter_mut().zip(&sum) {
