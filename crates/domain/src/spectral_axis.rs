@@ -238,6 +238,21 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// The identity resampler (the model's own bands) gives back every value bit for bit, so a
+    /// caller may skip it: zeros of both signs, subnormals, extremes.
+    #[test]
+    fn identity_resampling_returns_the_values_unchanged() {
+        let axis = SpectralAxis::new(vec![400.0, 500.0, 600.0, 700.0, 800.0, 900.0], None).unwrap();
+        let resampler = axis.resampler_to(&axis).unwrap();
+        assert!(resampler.is_identity());
+        let values = [-0.0, 0.0, 1e-45, -3.4e38, 0.123_456_79, f32::MAX];
+        let out = resampler.apply(&values).unwrap();
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&out), bits(&values));
+        let shifted = SpectralAxis::new(vec![450.0, 500.0, 600.0], None).unwrap();
+        assert!(!axis.resampler_to(&shifted).unwrap().is_identity());
+    }
+
     #[test]
     fn nearest_band_in_unsorted_axis() {
         let axis = SpectralAxis::new(vec![900.0, 400.0, 670.0, 680.0, 800.0], None).unwrap();

@@ -47,6 +47,7 @@ pub(crate) fn classify_pixels(
     let mut counts = vec![PlantPixels::new(classes); plants.plants.len()];
     let bands = cube.bands();
     let mut model_spectra = Vec::new();
+    let identity = resampler.is_identity();
     let started = std::time::Instant::now();
     let mut predicting = std::time::Duration::ZERO;
     ingest::stream_pixel_spectra(cube, &select, |indices: &[usize], spectra: &[f32]| {
@@ -54,13 +55,20 @@ pub(crate) fn classify_pixels(
             .chunks(PIXEL_BATCH)
             .zip(spectra.chunks(PIXEL_BATCH * bands))
         {
-            model_spectra.clear();
-            for spectrum in values.chunks(bands) {
-                resampler.apply_into(spectrum, &mut model_spectra)?;
-            }
+            // On the model's own bands the spectra go as read (resampling would copy them
+            // unchanged: a weight of 1 on the same band).
+            let on_model_bands = if identity {
+                values
+            } else {
+                model_spectra.clear();
+                for spectrum in values.chunks(bands) {
+                    resampler.apply_into(spectrum, &mut model_spectra)?;
+                }
+                &model_spectra
+            };
             let since = std::time::Instant::now();
             let predictions =
-                predict(&model_spectra, chunk.len(), z_samples).context("predicting pixels")?;
+                predict(on_model_bands, chunk.len(), z_samples).context("predicting pixels")?;
             predicting += since.elapsed();
             for (&i, p) in chunk.iter().zip(&predictions) {
                 let plant = &mut counts[select[i] as usize - 1];
