@@ -26,6 +26,8 @@ pub(crate) struct PackedWeights {
     n: usize,
     width: usize,
     panels: Vec<f32>,
+    /// Every weight is finite: a zero input then adds nothing to any chain (see [`dense`]).
+    finite: bool,
 }
 
 impl PackedWeights {
@@ -49,6 +51,7 @@ impl PackedWeights {
             n,
             width,
             panels,
+            finite: w.iter().all(|v| v.is_finite()),
         }
     }
 }
@@ -179,32 +182,99 @@ mod avx512 {
         y: &mut [MaybeUninit<f32>],
     ) {
         let (k, n, width) = (packed.k, packed.n, packed.width);
-        // Panels outer: a panel (k x 32 values, 28 KiB for k = 224) stays in L1 while every
-        // block of rows passes it. Blocks of 8 rows with a 32-wide panel, 16 with a 16-wide one:
-        // 16 accumulators either way.
+        // Blocks of 8 rows with a 32-wide panel, 16 with a 16-wide one: 16 accumulators either
+        // way.
         let block = 256 / width;
+        let blocks = rows.div_ceil(block);
+        let rows_of = |b: usize| b * block..((b + 1) * block).min(rows);
+        // Per block, the reduction indices where some row's x is not zero (a ReLU layer's
+        // output is half zeros or more), or None where that is all of them. A zero x adds
+        // nothing to a chain: fma(0, w, c) = c + (+-0) = c for finite w, as c is never -0 (a
+        // chain starts at +0, and an exact zero sum rounds to +0). Not with a weight that is
+        // not finite (0 x inf is NaN).
+        let mut indices: Vec<u32> = Vec::new();
+        let mut spans = Vec::with_capacity(blocks);
+        for b in 0..blocks {
+            if !packed.finite {
+                spans.push(None);
+                continue;
+            }
+            let first = indices.len();
+            let rows = rows_of(b);
+            // SAFETY: rows `rows` of x hold k values each.
+            unsafe { nonzero_terms(x.as_ptr().add(rows.start * k), rows.len(), k, &mut indices) };
+            if indices.len() - first == k {
+                indices.truncate(first);
+                spans.push(None);
+            } else {
+                spans.push(Some(first..indices.len()));
+            }
+        }
+        // Panels outer: a panel (k x 32 values, 28 KiB for k = 224) stays in L1 while every
+        // block of rows passes it.
         for p in 0..n.div_ceil(width) {
             let panel = Panel {
                 values: packed.panels[p * k * width..].as_ptr(),
                 bias: bias[p * width..].as_ptr(),
                 columns: width.min(n - p * width),
             };
-            let mut row = 0;
-            while row < rows {
-                let count = block.min(rows - row);
-                // SAFETY: rows row..row + count of x (k values each) and of y (n each) exist;
-                // the panel holds k x width values and `columns` biases.
+            for (b, span) in spans.iter().enumerate() {
+                let rows = rows_of(b);
+                let terms = span.clone().map(|span| &indices[span]);
+                // SAFETY: rows `rows` of x (k values each) and of y (n each) exist; the panel
+                // holds k x width values and `columns` biases; the indices are below k.
                 unsafe {
-                    let a = x.as_ptr().add(row * k);
-                    let c = y.as_mut_ptr().add(row * n + p * width).cast::<f32>();
+                    let a = x.as_ptr().add(rows.start * k);
+                    let c = y.as_mut_ptr().add(rows.start * n + p * width).cast::<f32>();
                     if width == 32 {
-                        rows_of_wide(count, k, a, &panel, c, n, relu);
+                        rows_of_wide(rows.len(), k, terms, a, &panel, c, n, relu);
                     } else {
-                        rows_of_narrow(count, k, a, &panel, c, n, relu);
+                        rows_of_narrow(rows.len(), k, terms, a, &panel, c, n, relu);
                     }
                 }
-                row += count;
             }
+        }
+    }
+
+    /// Append to `indices` the t < k where some of the `count` rows of x from `a` (k values
+    /// apart) is not zero (+0 and -0 are zero; a NaN is not), in order; without branches on the
+    /// values (their zeros fall at random).
+    ///
+    /// # Safety
+    /// AVX-512F; `count` rows of `k` values from `a`.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn nonzero_terms(a: *const f32, count: usize, k: usize, indices: &mut Vec<u32>) {
+        indices.reserve(k);
+        let magnitude = _mm512_set1_epi32(0x7fff_ffff);
+        let step = _mm512_set1_epi32(16);
+        let mut t_values = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        let mut t = 0;
+        while t < k {
+            let lanes: __mmask16 = if k - t >= 16 {
+                0xffff
+            } else {
+                (1u16 << (k - t)) - 1
+            };
+            let mut any = _mm512_setzero_si512();
+            for r in 0..count {
+                // SAFETY: the mask keeps the load to row r's values t..k.
+                let v = unsafe { _mm512_maskz_loadu_epi32(lanes, a.add(r * k + t).cast::<i32>()) };
+                any = _mm512_or_si512(any, _mm512_and_si512(v, magnitude));
+            }
+            let nonzero = _mm512_test_epi32_mask(any, any);
+            let len = indices.len();
+            // SAFETY: `reserve(k)` left room for every t; compress-store writes popcount(nonzero)
+            // values, which `set_len` then covers.
+            unsafe {
+                _mm512_mask_compressstoreu_epi32(
+                    indices.as_mut_ptr().add(len).cast::<i32>(),
+                    nonzero,
+                    t_values,
+                );
+                indices.set_len(len + nonzero.count_ones() as usize);
+            }
+            t_values = _mm512_add_epi32(t_values, step);
+            t += 16;
         }
     }
 
@@ -219,9 +289,11 @@ mod avx512 {
         ($name:ident, $registers:literal, $($rows:literal)+) => {
             /// [`kernel`] for `count` rows of this panel width.
             #[target_feature(enable = "avx512f")]
+            #[allow(clippy::too_many_arguments)]
             unsafe fn $name(
                 count: usize,
                 k: usize,
+                terms: Option<&[u32]>,
                 a: *const f32,
                 panel: &Panel,
                 c: *mut f32,
@@ -231,7 +303,7 @@ mod avx512 {
                 // SAFETY: the caller's guarantees, passed on.
                 unsafe {
                     match count {
-                        $($rows => kernel::<$rows, $registers>(k, a, panel, c, n, relu),)+
+                        $($rows => kernel::<$rows, $registers>(k, terms, a, panel, c, n, relu),)+
                         _ => unreachable!("a block has 1 to {} rows", 16 / $registers),
                     }
                 }
@@ -252,10 +324,12 @@ mod avx512 {
 
     /// `R` rows of x (from `a`, `k` apart) times one panel of `B` registers (16 B columns), plus
     /// the bias, ReLU when asked, into the panel's real columns of y from `c` (rows `n` apart).
+    /// With `terms`, only those reduction indices (sorted; the others are zero in every row).
     #[target_feature(enable = "avx512f")]
     #[inline]
     unsafe fn kernel<const R: usize, const B: usize>(
         k: usize,
+        terms: Option<&[u32]>,
         a: *const f32,
         panel: &Panel,
         c: *mut f32,
@@ -263,23 +337,41 @@ mod avx512 {
         relu: bool,
     ) {
         let width = 16 * B;
-        let mut total = [[_mm512_setzero_ps(); B]; R];
-        let mut start = 0;
-        while start < k {
-            let end = (start + KC).min(k);
-            let mut chain = [[_mm512_setzero_ps(); B]; R];
-            for t in start..end {
+        // One term of every chain: x[r][t] times the panel's row t.
+        macro_rules! term {
+            ($chain:ident, $t:expr) => {{
+                let t = $t;
                 // SAFETY: t < k: inside the panel's k x width values and each row's k values.
                 unsafe {
                     let mut b = [_mm512_setzero_ps(); B];
                     for (j, v) in b.iter_mut().enumerate() {
                         *v = _mm512_loadu_ps(panel.values.add(t * width + 16 * j));
                     }
-                    for (r, acc) in chain.iter_mut().enumerate() {
+                    for (r, acc) in $chain.iter_mut().enumerate() {
                         let v = _mm512_set1_ps(*a.add(r * k + t));
                         for j in 0..B {
                             acc[j] = _mm512_fmadd_ps(v, b[j], acc[j]);
                         }
+                    }
+                }
+            }};
+        }
+        let mut total = [[_mm512_setzero_ps(); B]; R];
+        let mut start = 0;
+        while start < k {
+            let end = (start + KC).min(k);
+            let mut chain = [[_mm512_setzero_ps(); B]; R];
+            match terms {
+                None => {
+                    for t in start..end {
+                        term!(chain, t);
+                    }
+                }
+                Some(terms) => {
+                    let from = terms.partition_point(|&t| (t as usize) < start);
+                    let to = terms.partition_point(|&t| (t as usize) < end);
+                    for &t in &terms[from..to] {
+                        term!(chain, t as usize);
                     }
                 }
             }
@@ -328,10 +420,15 @@ mod tests {
     use crate::split::SplitMix64;
 
     fn values(rng: &mut SplitMix64, count: usize, zeros: bool) -> Vec<f32> {
+        sparse_values(rng, count, if zeros { 143 } else { 0 })
+    }
+
+    /// Values of several binades and both signs, about `zeros` per 1000 of them exact zeros.
+    fn sparse_values(rng: &mut SplitMix64, count: usize, zeros: u64) -> Vec<f32> {
         (0..count)
             .map(|_| {
                 let u = rng.next_u64();
-                if zeros && u.is_multiple_of(7) {
+                if (u >> 20) % 1000 < zeros {
                     // exact zeros (ReLU outputs), of both signs
                     if u.is_multiple_of(2) {
                         0.0
@@ -420,6 +517,65 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    /// Inputs with many zeros (a ReLU layer's output): the terms skipped where a whole block's
+    /// x is zero change no bit, whatever the share of zeros (none to all), with the reduction
+    /// in one block or several, and whole zero columns.
+    #[test]
+    fn skipping_zero_inputs_changes_no_bit() {
+        let mut rng = SplitMix64::new(23);
+        for &(rows, k, n) in &[(64, 256, 128), (40, 128, 32), (30, 16, 3), (19, 600, 40)] {
+            for zeros in [0, 500, 900, 990, 1000] {
+                let mut x = sparse_values(&mut rng, rows * k, zeros);
+                // Some reduction indices zero in every row, as a dead unit gives.
+                for r in 0..rows {
+                    for t in (0..k).step_by(3) {
+                        x[r * k + t] = if r % 2 == 0 { 0.0 } else { -0.0 };
+                    }
+                }
+                let w = values(&mut rng, n * k, false);
+                let bias = values(&mut rng, n, false);
+                let packed = PackedWeights::new(&w, n, k);
+                let mut ours = vec![MaybeUninit::new(f32::NAN); rows * n];
+                dense(&x, rows, &packed, &w, &bias, true, &mut ours);
+                let mut theirs = vec![MaybeUninit::new(f32::NAN); rows * n];
+                dense_portable(&x, rows, k, &w, &bias, true, &mut theirs);
+                let bits = |y: Vec<MaybeUninit<f32>>| {
+                    init(y).iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+                };
+                assert_eq!(
+                    bits(ours),
+                    bits(theirs),
+                    "{rows}x{k}x{n}, {zeros} per 1000 zeros"
+                );
+            }
+        }
+    }
+
+    /// A weight that is not finite makes 0 x w a NaN, so nothing is skipped: the NaNs appear
+    /// where `matrixmultiply` has them.
+    #[test]
+    fn a_weight_that_is_not_finite_skips_nothing() {
+        let mut rng = SplitMix64::new(29);
+        let (rows, k, n) = (16, 64, 32);
+        let x = sparse_values(&mut rng, rows * k, 950);
+        let mut w = values(&mut rng, n * k, false);
+        w[5 * k + 7] = f32::INFINITY;
+        let bias = vec![0.0; n];
+        let packed = PackedWeights::new(&w, n, k);
+        let mut ours = vec![MaybeUninit::new(0.0); rows * n];
+        dense(&x, rows, &packed, &w, &bias, false, &mut ours);
+        let mut theirs = vec![MaybeUninit::new(0.0); rows * n];
+        dense_portable(&x, rows, k, &w, &bias, false, &mut theirs);
+        let (ours, theirs) = (init(ours), init(theirs));
+        assert!(theirs.iter().any(|v| v.is_nan()));
+        for (a, b) in ours.iter().zip(&theirs) {
+            assert!(
+                a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()),
+                "{a} vs {b}"
+            );
         }
     }
 
