@@ -5,9 +5,11 @@
 //! alignment or the load of the machine. libtorch's CPU kernels (MKL, oneDNN) choose blocking and
 //! code paths by matrix shape, alignment and thread count, so one plant's KL moved in the last bits
 //! with its neighbours (issue 10). Here:
-//! - matrix products go through `matrixmultiply`, whose result for one element depends only on the
-//!   reduction length and the CPU's SIMD features (its blocks pack both operands into aligned
-//!   buffers, split only rows and columns, never the reduction, and run single-threaded);
+//! - the dense layers' products go through `gemm.rs` (weights packed once; with AVX-512 its own
+//!   kernel, which computes every element as `matrixmultiply` does, bit for bit: a chain of fused
+//!   multiply-adds over the reduction in order, in blocks of 256), the convolutions' through
+//!   `matrixmultiply`: either way one element depends only on its row, the weights and the
+//!   reduction length, never on the other rows or the blocking of rows and columns;
 //! - rows are independent: threads take fixed chunks of rows, so the thread count changes who
 //!   computes a row, not how;
 //! - the noise eps of z = mu + sigma * eps is a table of `z_samples` draws made from the seed
