@@ -220,16 +220,21 @@ mod avx512 {
             };
             for (b, span) in spans.iter().enumerate() {
                 let rows = rows_of(b);
-                let terms = span.clone().map(|span| &indices[span]);
                 // SAFETY: rows `rows` of x (k values each) and of y (n each) exist; the panel
                 // holds k x width values and `columns` biases; the indices are below k.
                 unsafe {
-                    let a = x.as_ptr().add(rows.start * k);
-                    let c = y.as_mut_ptr().add(rows.start * n + p * width).cast::<f32>();
+                    let block = Block {
+                        k,
+                        terms: span.clone().map(|span| &indices[span]),
+                        x: x.as_ptr().add(rows.start * k),
+                        y: y.as_mut_ptr().add(rows.start * n + p * width).cast::<f32>(),
+                        n,
+                        relu,
+                    };
                     if width == 32 {
-                        rows_of_wide(rows.len(), k, terms, a, &panel, c, n, relu);
+                        rows_of_wide(rows.len(), &block, &panel);
                     } else {
-                        rows_of_narrow(rows.len(), k, terms, a, &panel, c, n, relu);
+                        rows_of_narrow(rows.len(), &block, &panel);
                     }
                 }
             }
@@ -250,11 +255,7 @@ mod avx512 {
         let mut t_values = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
         let mut t = 0;
         while t < k {
-            let lanes: __mmask16 = if k - t >= 16 {
-                0xffff
-            } else {
-                (1u16 << (k - t)) - 1
-            };
+            let lanes = lanes(k - t);
             let mut any = _mm512_setzero_si512();
             for r in 0..count {
                 // SAFETY: the mask keeps the load to row r's values t..k.
@@ -285,25 +286,27 @@ mod avx512 {
         columns: usize,
     }
 
+    /// A block of rows: x from `x` (rows `k` apart), y from `y` (rows `n` apart, at the panel's
+    /// first column); with `terms`, only those reduction indices (sorted; x is zero in every
+    /// row at the others); ReLU when `relu`.
+    struct Block<'a> {
+        k: usize,
+        terms: Option<&'a [u32]>,
+        x: *const f32,
+        y: *mut f32,
+        n: usize,
+        relu: bool,
+    }
+
     macro_rules! rows_of {
         ($name:ident, $registers:literal, $($rows:literal)+) => {
             /// [`kernel`] for `count` rows of this panel width.
             #[target_feature(enable = "avx512f")]
-            #[allow(clippy::too_many_arguments)]
-            unsafe fn $name(
-                count: usize,
-                k: usize,
-                terms: Option<&[u32]>,
-                a: *const f32,
-                panel: &Panel,
-                c: *mut f32,
-                n: usize,
-                relu: bool,
-            ) {
+            unsafe fn $name(count: usize, block: &Block<'_>, panel: &Panel) {
                 // SAFETY: the caller's guarantees, passed on.
                 unsafe {
                     match count {
-                        $($rows => kernel::<$rows, $registers>(k, terms, a, panel, c, n, relu),)+
+                        $($rows => kernel::<$rows, $registers>(block, panel),)+
                         _ => unreachable!("a block has 1 to {} rows", 16 / $registers),
                     }
                 }
@@ -322,20 +325,19 @@ mod avx512 {
         }
     }
 
-    /// `R` rows of x (from `a`, `k` apart) times one panel of `B` registers (16 B columns), plus
-    /// the bias, ReLU when asked, into the panel's real columns of y from `c` (rows `n` apart).
-    /// With `terms`, only those reduction indices (sorted; the others are zero in every row).
+    /// `R` rows of a block of x times one panel of `B` registers (16 B columns), plus the bias,
+    /// ReLU when asked, into the panel's real columns of y.
     #[target_feature(enable = "avx512f")]
     #[inline]
-    unsafe fn kernel<const R: usize, const B: usize>(
-        k: usize,
-        terms: Option<&[u32]>,
-        a: *const f32,
-        panel: &Panel,
-        c: *mut f32,
-        n: usize,
-        relu: bool,
-    ) {
+    unsafe fn kernel<const R: usize, const B: usize>(block: &Block<'_>, panel: &Panel) {
+        let &Block {
+            k,
+            terms,
+            x: a,
+            y: c,
+            n,
+            relu,
+        } = block;
         let width = 16 * B;
         // One term of every chain: x[r][t] times the panel's row t.
         macro_rules! term {
