@@ -89,34 +89,83 @@ impl Member {
     }
 }
 
-/// The members' mean probabilities and mean KL, per spectrum; a single member's predictions are
-/// returned as they are.
+/// The members' mean probabilities and mean KL, per spectrum (see [`MemberSums`]); a single
+/// member's predictions are returned as they are (the mean of one is the same bits).
 pub fn average(mut per_member: Vec<Vec<RawPrediction>>) -> Vec<RawPrediction> {
     if per_member.len() == 1 {
         return per_member.pop().unwrap_or_default();
     }
-    let members = per_member.len() as f64;
     let n = per_member.first().map_or(0, Vec::len);
-    (0..n)
-        .map(|i| {
-            let classes = per_member[0][i].probabilities.len();
-            let mut probabilities = vec![0f64; classes];
-            let mut kl = 0f64;
-            for member in &per_member {
-                let r = &member[i];
-                probabilities
-                    .iter_mut()
-                    .zip(&r.probabilities)
-                    .for_each(|(s, &p)| *s += p as f64);
-                kl += r.kl_nats;
+    let outputs = per_member
+        .first()
+        .and_then(|m| m.first())
+        .map_or(0, |r| r.probabilities.len());
+    let mut sums = MemberSums::new(n, outputs);
+    for member in &per_member {
+        sums.add_rows(member);
+    }
+    sums.mean()
+}
+
+/// The sums behind the members' mean: per spectrum, each output and the KL summed in f64 in
+/// member order, divided by the member count at the end (so the mean of one member is its own
+/// values, bit for bit).
+#[derive(Debug)]
+pub(crate) struct MemberSums {
+    outputs: usize,
+    probabilities: Vec<f64>,
+    kl: Vec<f64>,
+    members: usize,
+}
+
+impl MemberSums {
+    /// Sums for `rows` spectra of `outputs` outputs each.
+    pub(crate) fn new(rows: usize, outputs: usize) -> Self {
+        Self {
+            outputs,
+            probabilities: vec![0.0; rows * outputs],
+            kl: vec![0.0; rows],
+            members: 0,
+        }
+    }
+
+    /// One member's predictions, flat: `probabilities` [rows, outputs], `kl` [rows].
+    pub(crate) fn add(&mut self, probabilities: &[f32], kl: &[f64]) {
+        for (sum, &p) in self.probabilities.iter_mut().zip(probabilities) {
+            *sum += p as f64;
+        }
+        for (sum, &k) in self.kl.iter_mut().zip(kl) {
+            *sum += k;
+        }
+        self.members += 1;
+    }
+
+    /// One member's predictions, a row each.
+    fn add_rows(&mut self, rows: &[RawPrediction]) {
+        for ((sums, sum_kl), r) in self
+            .probabilities
+            .chunks_exact_mut(self.outputs.max(1))
+            .zip(&mut self.kl)
+            .zip(rows)
+        {
+            for (sum, &p) in sums.iter_mut().zip(&r.probabilities) {
+                *sum += p as f64;
             }
-            RawPrediction {
-                probabilities: probabilities
-                    .into_iter()
-                    .map(|s| (s / members) as f32)
-                    .collect(),
+            *sum_kl += r.kl_nats;
+        }
+        self.members += 1;
+    }
+
+    /// The means, a prediction per spectrum.
+    pub(crate) fn mean(&self) -> Vec<RawPrediction> {
+        let members = self.members as f64;
+        self.probabilities
+            .chunks_exact(self.outputs.max(1))
+            .zip(&self.kl)
+            .map(|(sums, &kl)| RawPrediction {
+                probabilities: sums.iter().map(|&s| (s / members) as f32).collect(),
                 kl_nats: kl / members,
-            }
-        })
-        .collect()
+            })
+            .collect()
+    }
 }

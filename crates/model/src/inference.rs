@@ -355,28 +355,26 @@ impl CpuNet {
         let samples = if self.deterministic { 1 } else { z_samples };
         let (mu, logvar, z) = (&work.mu, &work.logvar, &mut work.z);
         z.clear();
-        z.resize(rows * samples * latent, 0.0);
+        z.reserve(rows * samples * latent);
         let mut sigma = vec![0f32; latent];
-        for i in 0..rows {
-            let (m, lv) = (
-                &mu[i * latent..(i + 1) * latent],
-                &logvar[i * latent..(i + 1) * latent],
-            );
-            let row_z = &mut z[i * samples * latent..(i + 1) * samples * latent];
+        for (m, lv) in mu.chunks_exact(latent).zip(logvar.chunks_exact(latent)) {
             if self.deterministic {
-                row_z.copy_from_slice(m);
+                z.extend_from_slice(m);
                 continue;
             }
             // sigma = exp(logvar / 2), once per row (the same bits as per sample).
             for (s, &lv) in sigma.iter_mut().zip(lv) {
                 *s = (0.5 * lv).exp();
             }
-            for (out, eps) in row_z.chunks_exact_mut(latent).zip(eps.chunks_exact(latent)) {
+            for eps in eps.chunks_exact(latent).take(samples) {
                 // A product, then a sum (two roundings, as written; slices zipped so the loop
                 // is vectorised).
-                for (((z, &m), &s), &e) in out.iter_mut().zip(m).zip(&sigma).zip(eps) {
-                    *z = m + s * e;
-                }
+                z.extend(
+                    m.iter()
+                        .zip(&sigma)
+                        .zip(eps)
+                        .map(|((&m, &s), &e)| m + s * e),
+                );
             }
         }
         self.classifier

@@ -190,6 +190,9 @@ fn card_from_bytes(path: &Path, bytes: &[u8]) -> Result<ModelCard> {
     if card.members == 0 {
         return Err(format("an ensemble of 0 members".into()));
     }
+    if card.architecture.latent_dim == 0 {
+        return Err(format("a bottleneck of 0 dimensions (latent_dim)".into()));
+    }
     if let Some(c) = &card.calibration {
         if !(c.temperature > 0.0 && c.temperature.is_finite()) {
             return Err(format(format!(
@@ -304,6 +307,47 @@ mod tests {
             })
             .collect();
         safetensors::serialize(views, metadata.metadata().clone()).unwrap()
+    }
+
+    /// A card whose bottleneck has no dimension, with weights of the shapes that implies, is an
+    /// error naming the file, not a panic in the forward pass.
+    #[test]
+    fn a_bottleneck_of_no_dimensions_is_an_error() {
+        let (_, bytes) = bundled();
+        let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let (_, metadata) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+        let mut metadata = metadata.metadata().clone().unwrap();
+        let card = metadata.get_mut("pipeline.model").unwrap();
+        let mut json: serde_json::Value = serde_json::from_str(card).unwrap();
+        json["architecture"]["latent_dim"] = 0.into();
+        *card = json.to_string();
+        // The bottleneck's tensors with 0 latent dimensions: no values.
+        let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
+            .tensors()
+            .into_iter()
+            .map(|(name, view)| {
+                let mut shape = view.shape().to_vec();
+                if name.contains("mu_logvar") {
+                    shape[0] = 0;
+                } else if name.ends_with("classifier.weight") {
+                    shape[1] = 0;
+                } else {
+                    return (name, view);
+                }
+                let empty =
+                    safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape, &[])
+                        .unwrap();
+                (name, empty)
+            })
+            .collect();
+        let thin = safetensors::serialize(views, Some(metadata)).unwrap();
+        let err = VibModel::from_bytes(&thin, Path::new("thin.safetensors"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("thin.safetensors") && err.contains("latent_dim"),
+            "{err}"
+        );
     }
 
     /// Missing and misshapen weights are errors naming the file and the tensor.

@@ -9,7 +9,7 @@ use domain::{ClassSet, Prediction, SpectralAxis, ValuePrediction};
 use crate::calibration::{calibrate, identity, Calibration};
 use crate::config::TrainConfig;
 use crate::diagnostics::{OodThresholds, SetDiagnostics};
-use crate::ensemble::{average, threads, Accelerator, Member};
+use crate::ensemble::{average, threads, Accelerator, Member, MemberSums};
 use crate::error::{Error, Result};
 use crate::inference::{in_chunks, standardise, CpuNet, RawPrediction, Workspace};
 use crate::network::Architecture;
@@ -350,8 +350,7 @@ impl VibModel {
     }
 
     /// Every member's predictions for `rows` standardised spectra `x` on this thread (member
-    /// `m` with the draws `eps[m]`), averaged as [`average`] averages them (in f64, in member
-    /// order), through flat buffers reused from member to member.
+    /// `m` with the draws `eps[m]`), averaged, through buffers reused from member to member.
     fn cpu_raw_predictions(
         &self,
         x: &[f32],
@@ -359,36 +358,10 @@ impl VibModel {
         eps: &[Vec<f32>],
         z_samples: usize,
     ) -> Vec<RawPrediction> {
+        let outputs = self.members.first().map_or(0, |m| m.cpu.outputs());
+        let mut sums = MemberSums::new(rows, outputs);
         let mut work = Workspace::default();
         let (mut probabilities, mut kl) = (Vec::new(), Vec::new());
-        let Some(first) = self.members.first() else {
-            return Vec::new();
-        };
-        let outputs = first.cpu.outputs();
-        let rows_of = |probabilities: &[f32], kl: &[f64]| -> Vec<RawPrediction> {
-            probabilities
-                .chunks_exact(outputs)
-                .zip(kl)
-                .map(|(p, &kl_nats)| RawPrediction {
-                    probabilities: p.to_vec(),
-                    kl_nats,
-                })
-                .collect()
-        };
-        if self.members.len() == 1 {
-            first.cpu.predict_chunk_into(
-                x,
-                rows,
-                &eps[0],
-                z_samples,
-                &mut work,
-                &mut probabilities,
-                &mut kl,
-            );
-            return rows_of(&probabilities, &kl);
-        }
-        let mut probability_sums = vec![0f64; rows * outputs];
-        let mut kl_sums = vec![0f64; rows];
         for (member, eps) in self.members.iter().zip(eps) {
             member.cpu.predict_chunk_into(
                 x,
@@ -399,19 +372,9 @@ impl VibModel {
                 &mut probabilities,
                 &mut kl,
             );
-            for (sum, &p) in probability_sums.iter_mut().zip(&probabilities) {
-                *sum += p as f64;
-            }
-            for (sum, &k) in kl_sums.iter_mut().zip(&kl) {
-                *sum += k;
-            }
+            sums.add(&probabilities, &kl);
         }
-        let members = self.members.len() as f64;
-        probabilities.clear();
-        probabilities.extend(probability_sums.iter().map(|&s| (s / members) as f32));
-        kl.clear();
-        kl.extend(kl_sums.iter().map(|&s| s / members));
-        rows_of(&probabilities, &kl)
+        sums.mean()
     }
 
     /// The checks of spectra to predict: `n` spectra of the model's bands, finite values, at
