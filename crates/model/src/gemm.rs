@@ -2,14 +2,16 @@
 //!
 //! `matrixmultiply` packs both operands on every call: for the per-pixel pass that repacked each
 //! layer's weights for every chunk of 256 rows and every member, 11-12% of the run's CPU time.
-//! Here the weights are packed once into panels of 32 output columns, and the rows of x are read
-//! where they are (a kernel of 8 rows broadcasts each value from its row).
+//! Here the weights are packed once into panels of 32 output columns (16 for narrow layers), the
+//! rows of x are read where they are (a kernel of 8 rows broadcasts each value from its row), bias
+//! and ReLU are applied as the results are stored, and the terms whose x is zero in every row of
+//! a block are skipped (a ReLU layer's output is half zeros or more).
 //!
 //! The arithmetic is `matrixmultiply`'s, element by element, so the bits do not change: every
 //! output is a chain of fused multiply-adds over the reduction in order, starting from zero, in
 //! blocks of [`KC`] (its `kc` for f32); a block after the first is summed into the running value
-//! with one rounded add (its beta = 1 epilogue). [`reference`] states that in scalar code, and
-//! the tests hold both this kernel and `matrixmultiply` to it, bit for bit. Where AVX-512 is not
+//! with one rounded add (its beta = 1 epilogue). The tests state that in scalar code (`reference`)
+//! and hold both this kernel and `matrixmultiply` to it, bit for bit. Where AVX-512 is not
 //! available the product goes through `matrixmultiply`, as before.
 
 use std::mem::MaybeUninit;
@@ -57,7 +59,8 @@ impl PackedWeights {
 }
 
 /// A dense layer: `y` [rows, n] = `x` [rows, k] W^T + `bias`, then ReLU (v < 0 -> 0) when
-/// `relu`; each product element as [`reference`] computes it, the bias added with one rounding.
+/// `relu`; each product element as `matrixmultiply` computes it (see the module's notes), the
+/// bias added with one rounding.
 /// `w` is the same weights unpacked, for the product without AVX-512. Every element of `y` is
 /// written.
 pub(crate) fn dense(
