@@ -89,7 +89,7 @@ impl Member {
     }
 }
 
-/// The members' mean probabilities and mean KL, per spectrum (see [`MemberSums`]); a single
+/// The members' mean probabilities and mean KL, per spectrum (see `MemberSums`); a single
 /// member's predictions are returned as they are (the mean of one is the same bits).
 pub fn average(mut per_member: Vec<Vec<RawPrediction>>) -> Vec<RawPrediction> {
     if per_member.len() == 1 {
