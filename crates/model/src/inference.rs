@@ -25,6 +25,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use crate::error::{Error, Result};
+use crate::exp;
 use crate::gemm::{self, PackedWeights};
 use crate::network::{Architecture, EncoderKind, Head, LOGVAR_MAX, LOGVAR_MIN};
 use crate::persist::NamedTensor;
@@ -139,6 +140,12 @@ pub(crate) struct Workspace {
     logvar: Vec<f32>,
     z: Vec<f32>,
     logits: Vec<f32>,
+    /// exp(logvar / 2) of every row.
+    sigma: Vec<f32>,
+    /// exp's arguments, then its values (the softmax's and the KL terms').
+    exps: Vec<f64>,
+    /// Each sample's softmax denominator, once per class.
+    totals: Vec<f64>,
 }
 
 /// The VIB network's weights, laid out for [`CpuNet::predict`].
@@ -315,18 +322,35 @@ impl CpuNet {
         }
     }
 
-    /// Closed-form KL(N(mu, diag(exp(logvar))) || N(0, I)) of one row, summed in order, nats.
-    pub(crate) fn kl_nats(&self, mu: &[f32], logvar: &[f32]) -> f64 {
+    /// Closed-form KL(N(mu, diag(exp(logvar))) || N(0, I)) of each of `rows` rows of `work`'s
+    /// (mu, logvar), each row's terms summed in order, nats, into `kl` (replacing its contents).
+    fn kl_into(&self, work: &mut Workspace, rows: usize, kl: &mut Vec<f64>) {
+        kl.clear();
         if self.deterministic {
-            return 0.0;
+            kl.resize(rows, 0.0);
+            return;
         }
-        mu.iter()
-            .zip(logvar)
-            .map(|(&m, &lv)| {
-                let (m, lv) = (m as f64, lv as f64);
-                0.5 * (m * m + lv.exp() - lv - 1.0)
-            })
-            .sum()
+        let exps = &mut work.exps;
+        exps.clear();
+        exps.extend(work.logvar.iter().map(|&lv| lv as f64));
+        exp::exp_in_place(exps);
+        let latent = self.latent_dim;
+        kl.extend(
+            work.mu
+                .chunks_exact(latent)
+                .zip(work.logvar.chunks_exact(latent))
+                .zip(exps.chunks_exact(latent))
+                .map(|((mu, logvar), exps)| {
+                    mu.iter()
+                        .zip(logvar)
+                        .zip(exps)
+                        .map(|((&m, &lv), &e)| {
+                            let (m, lv) = (m as f64, lv as f64);
+                            0.5 * (m * m + e - lv - 1.0)
+                        })
+                        .sum::<f64>()
+                }),
+        );
     }
 
     /// Outputs per spectrum: the classes, or (E[y], E[y^2]) for a Gaussian head.
@@ -353,44 +377,44 @@ impl CpuNet {
         let classes = self.classifier.outputs;
         let latent = self.latent_dim;
         let samples = if self.deterministic { 1 } else { z_samples };
-        let (mu, logvar, z) = (&work.mu, &work.logvar, &mut work.z);
+        let (mu, z, sigma) = (&work.mu, &mut work.z, &mut work.sigma);
         z.clear();
         z.reserve(rows * samples * latent);
-        let mut sigma = vec![0f32; latent];
-        for (m, lv) in mu.chunks_exact(latent).zip(logvar.chunks_exact(latent)) {
-            if self.deterministic {
-                z.extend_from_slice(m);
-                continue;
-            }
+        if self.deterministic {
+            z.extend_from_slice(mu);
+        } else {
             // sigma = exp(logvar / 2), once per row (the same bits as per sample).
-            for (s, &lv) in sigma.iter_mut().zip(lv) {
-                *s = (0.5 * lv).exp();
-            }
-            for eps in eps.chunks_exact(latent).take(samples) {
-                // A product, then a sum (two roundings, as written; slices zipped so the loop
-                // is vectorised).
-                z.extend(
-                    m.iter()
-                        .zip(&sigma)
-                        .zip(eps)
-                        .map(|((&m, &s), &e)| m + s * e),
-                );
+            sigma.clear();
+            sigma.extend(work.logvar.iter().map(|&lv| 0.5 * lv));
+            exp::expf_in_place(sigma);
+            for (m, sigma) in mu.chunks_exact(latent).zip(sigma.chunks_exact(latent)) {
+                for eps in eps.chunks_exact(latent).take(samples) {
+                    // A product, then a sum (two roundings, as written; slices zipped so the
+                    // loop is vectorised).
+                    z.extend(m.iter().zip(sigma).zip(eps).map(|((&m, &s), &e)| m + s * e));
+                }
             }
         }
         self.classifier
             .forward_into(z, rows * samples, false, &mut work.logits);
-        let logits = &work.logits;
+        let (logits, exps) = (&work.logits, &mut work.exps);
         if self.output == Head::Gaussian {
             // Per sample a mean and a log-variance: the mixture's E[y] and E[y^2].
-            for (row_outputs, moments) in logits
+            exps.clear();
+            exps.extend(
+                logits
+                    .chunks_exact(2)
+                    .map(|sample| sample[1].clamp(LOGVAR_MIN as f32, LOGVAR_MAX as f32) as f64),
+            );
+            exp::exp_in_place(exps);
+            for ((row_outputs, variances), moments) in logits
                 .chunks_exact(samples * 2)
+                .zip(exps.chunks_exact(samples))
                 .zip(out.chunks_exact_mut(2))
             {
                 let (mut first, mut second) = (0f64, 0f64);
-                for sample in row_outputs.chunks_exact(2) {
+                for (sample, &variance) in row_outputs.chunks_exact(2).zip(variances) {
                     let mean = sample[0] as f64;
-                    let variance =
-                        (sample[1].clamp(LOGVAR_MIN as f32, LOGVAR_MAX as f32) as f64).exp();
                     first += mean;
                     second += variance + mean * mean;
                 }
@@ -399,34 +423,31 @@ impl CpuNet {
             }
             return;
         }
-        // Per row: each sample's exps and their total, then every quotient (one vectorised
-        // loop of divisions), then the sum over samples in sample order.
-        let mut exps = vec![0f64; samples * classes];
-        let mut totals = vec![0f64; samples * classes];
+        // Every sample's logits less their largest, all exponentiated in one call; per sample
+        // the total, then every quotient (one vectorised loop of divisions), then per row the
+        // sum over samples in sample order.
+        exps.clear();
+        exps.extend(logits.chunks_exact(classes).flat_map(|row| {
+            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+            row.iter().map(move |&l| l as f64 - max)
+        }));
+        exp::exp_in_place(exps);
+        let totals = &mut work.totals;
+        totals.clear();
+        for e in exps.chunks_exact(classes) {
+            let total: f64 = e.iter().sum();
+            totals.extend(std::iter::repeat_n(total, classes));
+        }
+        for (e, &t) in exps.iter_mut().zip(totals.iter()) {
+            *e /= t;
+        }
         let mut sum = vec![0f64; classes];
-        for (row_logits, probabilities) in logits
+        for (quotients, probabilities) in exps
             .chunks_exact(samples * classes)
             .zip(out.chunks_exact_mut(classes))
         {
-            for ((row, e), t) in row_logits
-                .chunks_exact(classes)
-                .zip(exps.chunks_exact_mut(classes))
-                .zip(totals.chunks_exact_mut(classes))
-            {
-                let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-                for (e, &l) in e.iter_mut().zip(row) {
-                    // exp(0) is 1 exactly: the largest logit's term needs no call.
-                    let shifted = l as f64 - max;
-                    *e = if shifted == 0.0 { 1.0 } else { shifted.exp() };
-                }
-                let total: f64 = e.iter().sum();
-                t.fill(total);
-            }
-            for (e, &t) in exps.iter_mut().zip(&totals) {
-                *e /= t;
-            }
             sum.fill(0.0);
-            for quotients in exps.chunks_exact(classes) {
+            for quotients in quotients.chunks_exact(classes) {
                 for (acc, q) in sum.iter_mut().zip(quotients) {
                     *acc += q;
                 }
@@ -513,18 +534,11 @@ impl CpuNet {
         probabilities: &mut Vec<f32>,
         kl: &mut Vec<f64>,
     ) {
-        let latent = self.latent_dim;
         self.encode_into(x, rows, work);
         probabilities.clear();
         probabilities.resize(rows * self.outputs(), 0.0);
         self.probabilities_into(work, rows, eps, z_samples, probabilities);
-        kl.clear();
-        kl.extend((0..rows).map(|i| {
-            self.kl_nats(
-                &work.mu[i * latent..(i + 1) * latent],
-                &work.logvar[i * latent..(i + 1) * latent],
-            )
-        }));
+        self.kl_into(work, rows, kl);
     }
 }
 

@@ -16,6 +16,7 @@ mod device;
 mod diagnostics;
 mod ensemble;
 mod error;
+pub mod exp;
 mod gemm;
 mod inference;
 mod metrics;
