@@ -42,49 +42,52 @@ pub(crate) fn pixels<D: Decode>(
         first..(first + unit_lines).min(layout.lines)
     };
     let work = |unit: usize| {
-        let (mut indices, mut spectra) = (Vec::new(), Vec::new());
+        let (mut indices, mut spectra, mut columns) = (Vec::new(), Vec::new(), Vec::new());
         for line in lines_of(unit) {
             let keys = &scan.select[line * samples..(line + 1) * samples];
-            let start = indices.len();
-            indices.extend(
-                keys.iter()
-                    .enumerate()
-                    .filter(|(_, &k)| k != 0)
-                    .map(|(s, _)| line * samples + s),
-            );
-            let picked = &indices[start..];
-            if picked.is_empty() {
+            // Each picked pixel's byte offset within the line's run of one band (BIL, BSQ) or
+            // its spectrum's offset in the line (BIP).
+            columns.clear();
+            for (s, _) in keys.iter().enumerate().filter(|(_, &k)| k != 0) {
+                indices.push(line * samples + s);
+                columns.push(layout.at(0, line, s) - layout.at(0, line, 0));
+            }
+            if columns.is_empty() {
                 continue;
             }
             let base = spectra.len();
-            spectra.resize(base + picked.len() * nb, 0.0);
+            spectra.resize(base + columns.len() * nb, 0.0);
             let out = &mut spectra[base..];
+            let line_start = layout.at(0, line, 0);
             if layout.interleave == Interleave::Bip {
-                for (p, &i) in picked.iter().enumerate() {
-                    let pixel = layout.at(0, line, i % samples);
-                    for (v, &band) in out[p * nb..(p + 1) * nb].iter_mut().zip(scan.bands) {
-                        *v = D::get(&bytes[pixel + band * D::SIZE..]) * gain + offset;
+                for (spectrum, &column) in out.chunks_exact_mut(nb).zip(&columns) {
+                    let pixel = &bytes[line_start + column..];
+                    for (v, &band) in spectrum.iter_mut().zip(scan.bands) {
+                        *v = D::get(&pixel[band * D::SIZE..]) * gain + offset;
                     }
                 }
             } else {
                 // A band's values of the line are contiguous: read them in order.
                 for (b, &band) in scan.bands.iter().enumerate() {
-                    let segment = layout.at(band, line, 0);
-                    for (p, &i) in picked.iter().enumerate() {
-                        let at = segment + (i % samples) * D::SIZE;
-                        out[p * nb + b] = D::get(&bytes[at..]) * gain + offset;
+                    let run = &bytes[layout.at(band, line, 0)..][..samples * D::SIZE];
+                    for (spectrum, &column) in out.chunks_exact_mut(nb).zip(&columns) {
+                        spectrum[b] = D::get(&run[column..]) * gain + offset;
                     }
                 }
             }
         }
-        // Drop the pixels with a no-data or non-finite value, keeping the order.
+        // Drop the pixels with a no-data or non-finite value, keeping the order (each spectrum
+        // tested whole, without a branch per value).
         let mut kept = 0;
         for p in 0..indices.len() {
             let spectrum = &spectra[p * nb..(p + 1) * nb];
-            if spectrum
-                .iter()
-                .all(|&v| v.is_finite() && scan.ignore.is_none_or(|i| v != i))
-            {
+            let usable = match scan.ignore {
+                None => spectrum.iter().fold(true, |ok, &v| ok & v.is_finite()),
+                Some(ignore) => spectrum
+                    .iter()
+                    .fold(true, |ok, &v| ok & v.is_finite() & (v != ignore)),
+            };
+            if usable {
                 indices[kept] = indices[p];
                 spectra.copy_within(p * nb..(p + 1) * nb, kept * nb);
                 kept += 1;
