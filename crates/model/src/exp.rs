@@ -603,71 +603,48 @@ mod avx512 {
 
     #[target_feature(enable = "avx512f")]
     pub(super) fn exp_in_place(values: &mut [f64]) {
-        let mut chunks = values.chunks_exact_mut(8);
-        for chunk in &mut chunks {
-            let input: [f64; 8] = (*chunk).try_into().expect("8 lanes");
-            // SAFETY: `input` and `chunk` hold 8 values each.
-            let special = unsafe {
+        by_eight(values, 1.0, exp_scalar, |input, out| {
+            // SAFETY: AVX-512F is enabled here; both arrays hold 8 lanes.
+            unsafe {
                 let (y, special) = exp8(_mm512_loadu_pd(input.as_ptr()));
-                _mm512_storeu_pd(chunk.as_mut_ptr(), y);
+                _mm512_storeu_pd(out.as_mut_ptr(), y);
                 special
-            };
-            fix_lanes(special, chunk, &input, exp_scalar);
-        }
-        let rest = chunks.into_remainder();
-        if !rest.is_empty() {
-            // The unused lanes hold 1, a value on the main path.
-            let mut input = [1f64; 8];
-            input[..rest.len()].copy_from_slice(rest);
-            let mut lanes = input;
-            // SAFETY: both arrays hold 8 values.
-            let special = unsafe {
-                let (y, special) = exp8(_mm512_loadu_pd(input.as_ptr()));
-                _mm512_storeu_pd(lanes.as_mut_ptr(), y);
-                special
-            };
-            fix_lanes(special, &mut lanes, &input, exp_scalar);
-            rest.copy_from_slice(&lanes[..rest.len()]);
-        }
+            }
+        });
     }
 
     #[target_feature(enable = "avx512f")]
     pub(super) fn expf_in_place(values: &mut [f32]) {
-        let mut chunks = values.chunks_exact_mut(8);
-        for chunk in &mut chunks {
-            let input: [f32; 8] = (*chunk).try_into().expect("8 lanes");
-            // SAFETY: `input` and `chunk` hold 8 values each.
-            let special = unsafe {
+        by_eight(values, 1.0, expf_scalar, |input, out| {
+            // SAFETY: AVX-512F is enabled here; both arrays hold 8 lanes.
+            unsafe {
                 let (y, special) = expf8(_mm256_loadu_ps(input.as_ptr()));
-                _mm256_storeu_ps(chunk.as_mut_ptr(), y);
+                _mm256_storeu_ps(out.as_mut_ptr(), y);
                 special
-            };
-            fix_lanes(special, chunk, &input, expf_scalar);
-        }
-        let rest = chunks.into_remainder();
-        if !rest.is_empty() {
-            let mut input = [1f32; 8];
-            input[..rest.len()].copy_from_slice(rest);
-            let mut lanes = input;
-            // SAFETY: both arrays hold 8 values.
-            let special = unsafe {
-                let (y, special) = expf8(_mm256_loadu_ps(input.as_ptr()));
-                _mm256_storeu_ps(lanes.as_mut_ptr(), y);
-                special
-            };
-            fix_lanes(special, &mut lanes, &input, expf_scalar);
-            rest.copy_from_slice(&lanes[..rest.len()]);
-        }
+            }
+        });
     }
 
-    /// The lanes set in `special` recomputed from `input` by the scalar function.
+    /// `values` through `lanes` eight at a time (a last, shorter block padded with `pad`, a
+    /// value on the main path); the lanes it flags are recomputed by `scalar`.
     #[inline(always)]
-    fn fix_lanes<T: Copy>(special: u8, out: &mut [T], input: &[T; 8], scalar: fn(T) -> T) {
-        let mut lanes = special;
-        while lanes != 0 {
-            let lane = lanes.trailing_zeros() as usize;
-            out[lane] = scalar(input[lane]);
-            lanes &= lanes - 1;
+    fn by_eight<T: Copy>(
+        values: &mut [T],
+        pad: T,
+        scalar: fn(T) -> T,
+        lanes: impl Fn(&[T; 8], &mut [T; 8]) -> u8,
+    ) {
+        for block in values.chunks_mut(8) {
+            let mut input = [pad; 8];
+            input[..block.len()].copy_from_slice(block);
+            let mut out = input;
+            let mut special = lanes(&input, &mut out);
+            while special != 0 {
+                let lane = special.trailing_zeros() as usize;
+                out[lane] = scalar(input[lane]);
+                special &= special - 1;
+            }
+            block.copy_from_slice(&out[..block.len()]);
         }
     }
 }
