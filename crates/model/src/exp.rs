@@ -834,6 +834,40 @@ mod tests {
         assert_eq!(expf(f32::from_bits(0x3be0_9802)).to_bits(), 0x3f80_e15e);
     }
 
+    /// The FMA build of the scalar code and the AVX-512 lanes, each called directly (dispatch
+    /// picks only one of them on a given machine), give the scalar algorithm's bits.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn every_path_the_machine_has_gives_the_scalar_bits() {
+        let (x, x32) = (exp_arguments(), expf_arguments());
+        let check = |path: &str, run: &dyn Fn(&mut [f64]), run32: &dyn Fn(&mut [f32])| {
+            let mut y = x.clone();
+            run(&mut y);
+            for (&v, &y) in x.iter().zip(&y) {
+                assert_eq!(y.to_bits(), exp_scalar(v).to_bits(), "{path}: exp({v:e})");
+            }
+            let mut y = x32.clone();
+            run32(&mut y);
+            for (&v, &y) in x32.iter().zip(&y) {
+                assert_eq!(y.to_bits(), expf_scalar(v).to_bits(), "{path}: expf({v:e})");
+            }
+        };
+        if std::arch::is_x86_feature_detected!("fma") {
+            // SAFETY: FMA is available (checked above).
+            check("fma", &|v| unsafe { fma::exp_in_place(v) }, &|v| unsafe {
+                fma::expf_in_place(v)
+            });
+        }
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: AVX-512F is available (checked above).
+            check(
+                "avx512",
+                &|v| unsafe { avx512::exp_in_place(v) },
+                &|v| unsafe { avx512::expf_in_place(v) },
+            );
+        }
+    }
+
     /// Whatever path the machine takes (AVX-512 lanes, FMA, plain), each value's result is the
     /// scalar algorithm's, at every position of a slice and every slice length.
     #[test]
