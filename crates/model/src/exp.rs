@@ -634,17 +634,33 @@ mod avx512 {
         scalar: fn(T) -> T,
         lanes: impl Fn(&[T; 8], &mut [T; 8]) -> u8,
     ) {
-        for block in values.chunks_mut(8) {
+        // Whole blocks as arrays (fixed-size copies, no memcpy calls), then the rest.
+        let mut blocks = values.chunks_exact_mut(8);
+        for block in &mut blocks {
+            let block: &mut [T; 8] = block.try_into().expect("blocks of 8");
+            let input = *block;
+            let special = lanes(&input, block);
+            rescalar(special, block, &input, scalar);
+        }
+        let rest = blocks.into_remainder();
+        if !rest.is_empty() {
             let mut input = [pad; 8];
-            input[..block.len()].copy_from_slice(block);
+            input[..rest.len()].copy_from_slice(rest);
             let mut out = input;
-            let mut special = lanes(&input, &mut out);
-            while special != 0 {
-                let lane = special.trailing_zeros() as usize;
-                out[lane] = scalar(input[lane]);
-                special &= special - 1;
-            }
-            block.copy_from_slice(&out[..block.len()]);
+            let special = lanes(&input, &mut out);
+            rescalar(special, &mut out, &input, scalar);
+            rest.copy_from_slice(&out[..rest.len()]);
+        }
+    }
+
+    /// The lanes set in `special` recomputed from `input` by `scalar`.
+    #[inline(always)]
+    fn rescalar<T: Copy>(special: u8, out: &mut [T; 8], input: &[T; 8], scalar: fn(T) -> T) {
+        let mut lanes = special;
+        while lanes != 0 {
+            let lane = lanes.trailing_zeros() as usize;
+            out[lane] = scalar(input[lane]);
+            lanes &= lanes - 1;
         }
     }
 }
