@@ -144,7 +144,9 @@ pub(crate) struct Workspace {
     sigma: Vec<f32>,
     /// exp's arguments, then its values (the softmax's and the KL terms').
     exps: Vec<f64>,
-    /// Each sample's softmax denominator, once per class.
+    /// The logits class-major, each sample row's largest and its softmax denominator.
+    transposed: Vec<f32>,
+    row_max: Vec<f32>,
     totals: Vec<f64>,
 }
 
@@ -423,37 +425,53 @@ impl CpuNet {
             }
             return;
         }
-        // Every sample's logits less their largest, all exponentiated in one call; per sample
-        // the total, then every quotient (one vectorised loop of divisions), then per row the
-        // sum over samples in sample order.
-        exps.clear();
-        exps.extend(logits.chunks_exact(classes).flat_map(|row| {
-            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-            row.iter().map(move |&l| l as f64 - max)
-        }));
-        exp::exp_in_place(exps);
-        let totals = &mut work.totals;
-        totals.clear();
-        for e in exps.chunks_exact(classes) {
-            let total: f64 = e.iter().sum();
-            totals.extend(std::iter::repeat_n(total, classes));
+        // Class-major from here (class c of sample row r at c * n + r), so that every step
+        // is a vectorised loop over sample rows, each element computed as the per-row loops
+        // would: the largest logit (f32::max over the classes in order), each logit less it, all
+        // exponentiated in one call, per sample row the total (classes in order) and each
+        // quotient, then per row and class the sum over samples in sample order.
+        let n = rows * samples;
+        let (transposed, row_max, totals) =
+            (&mut work.transposed, &mut work.row_max, &mut work.totals);
+        transposed.clear();
+        for c in 0..classes {
+            transposed.extend(logits.chunks_exact(classes).map(|row| row[c]));
         }
-        for (e, &t) in exps.iter_mut().zip(totals.iter()) {
-            *e /= t;
-        }
-        let mut sum = vec![0f64; classes];
-        for (quotients, probabilities) in exps
-            .chunks_exact(samples * classes)
-            .zip(out.chunks_exact_mut(classes))
-        {
-            sum.fill(0.0);
-            for quotients in quotients.chunks_exact(classes) {
-                for (acc, q) in sum.iter_mut().zip(quotients) {
-                    *acc += q;
-                }
+        row_max.clear();
+        row_max.resize(n, f32::NEG_INFINITY);
+        for class in transposed.chunks_exact(n) {
+            for (m, &l) in row_max.iter_mut().zip(class) {
+                *m = m.max(l);
             }
-            for (p, &s) in probabilities.iter_mut().zip(&sum) {
-                *p = (s / samples as f64) as f32;
+        }
+        exps.clear();
+        for class in transposed.chunks_exact(n) {
+            exps.extend(
+                class
+                    .iter()
+                    .zip(row_max.iter())
+                    .map(|(&l, &m)| l as f64 - m as f64),
+            );
+        }
+        exp::exp_in_place(exps);
+        totals.clear();
+        totals.resize(n, 0.0);
+        for e in exps.chunks_exact(n) {
+            for (t, &e) in totals.iter_mut().zip(e) {
+                *t += e;
+            }
+        }
+        for e in exps.chunks_exact_mut(n) {
+            for (e, &t) in e.iter_mut().zip(totals.iter()) {
+                *e /= t;
+            }
+        }
+        for (row, probabilities) in out.chunks_exact_mut(classes).enumerate() {
+            for (p, quotients) in probabilities.iter_mut().zip(exps.chunks_exact(n)) {
+                let sum = quotients[row * samples..(row + 1) * samples]
+                    .iter()
+                    .fold(0.0, |sum, q| sum + q);
+                *p = (sum / samples as f64) as f32;
             }
         }
     }
