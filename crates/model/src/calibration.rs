@@ -12,6 +12,8 @@
 
 use domain::Prediction;
 
+use crate::exp::exp;
+
 /// 1/T is searched in [1/20, 4]: sharper than T = 1/4 is never supported by a held-out set of
 /// the sizes met here.
 const INVERSE_T_RANGE: (f64, f64) = (0.05, 4.0);
@@ -86,7 +88,7 @@ pub fn calibrate(probabilities: &[f32], temperature: f64, bias: &[f64]) -> Vec<f
         .fold(f64::NEG_INFINITY, f64::max);
     let weights: Vec<f64> = logs
         .iter()
-        .map(|l| l.map_or(0.0, |l| (l - top).exp()))
+        .map(|l| l.map_or(0.0, |l| exp(l - top)))
         .collect();
     let total: f64 = weights.iter().sum();
     weights.iter().map(|w| (w / total) as f32).collect()
@@ -129,7 +131,7 @@ pub fn calibrated_nll(
             + logs
                 .iter()
                 .flatten()
-                .map(|l| (l - top).exp())
+                .map(|l| exp(l - top))
                 .sum::<f64>()
                 .ln();
         let own =
@@ -195,7 +197,7 @@ pub fn fit_calibration(probabilities: &[&[f32]], truth: &[usize]) -> (f64, Vec<f
         for (l, &t) in logs.iter().zip(truth) {
             scores(&theta, l, &mut s);
             let lse = log_sum_exp(&s);
-            let q: Vec<f64> = s.iter().map(|v| (v - lse).exp()).collect();
+            let q: Vec<f64> = s.iter().map(|v| exp(v - lse)).collect();
             let mean_l: f64 = q.iter().zip(l).map(|(q, l)| q * l).sum();
             let mean_ll: f64 = q.iter().zip(l).map(|(q, l)| q * l * l).sum();
             gradient[0] += mean_l - l[t];
@@ -265,7 +267,7 @@ pub fn fit_calibration(probabilities: &[&[f32]], truth: &[usize]) -> (f64, Vec<f
 
 fn log_sum_exp(values: &[f64]) -> f64 {
     let top = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    top + values.iter().map(|v| (v - top).exp()).sum::<f64>().ln()
+    top + values.iter().map(|v| exp(v - top)).sum::<f64>().ln()
 }
 
 /// Solve the small symmetric system `a x = b` by Gaussian elimination with partial pivoting;

@@ -6,7 +6,7 @@
 //! runs 9% of the CPU went to glibc's scalar calls. The same operations on eight lanes give the
 //! same bits (each lane runs the scalar algorithm's sequence of IEEE operations; a fused
 //! multiply-add where glibc's FMA build has one, found by disassembling it), so outputs do not
-//! change, and they no longer depend on which libm (or which of its builds) the machine has.
+//! change, and the exps no longer depend on which libm (or which of its builds) the machine has.
 //! A lane that needs one of the special cases (overflow, underflow, a tiny, non-finite or, for
 //! `exp`, |x| >= 512 argument) is recomputed by the scalar code.
 //!
@@ -503,6 +503,11 @@ mod fma {
     use super::{exp_scalar, expf_scalar};
 
     #[target_feature(enable = "fma")]
+    pub(super) fn exp(x: f64) -> f64 {
+        exp_scalar(x)
+    }
+
+    #[target_feature(enable = "fma")]
     pub(super) fn exp_in_place(values: &mut [f64]) {
         for v in values {
             *v = exp_scalar(*v);
@@ -665,23 +670,26 @@ mod avx512 {
     }
 }
 
-/// e^x, one value ([`exp_in_place`]).
+/// e^x, one value: [`exp_scalar`]'s bits, with FMA instructions where the CPU has them.
 pub fn exp(x: f64) -> f64 {
-    let mut value = [x];
-    exp_in_place(&mut value);
-    value[0]
-}
-
-/// e^x in f32, one value ([`expf_in_place`]).
-pub fn expf(x: f32) -> f32 {
-    let mut value = [x];
-    expf_in_place(&mut value);
-    value[0]
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: FMA is available (checked above).
+        return unsafe { fma::exp(x) };
+    }
+    exp_scalar(x)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// e^x in f32 through [`expf_in_place`] (one value: the padded last block).
+    fn expf(x: f32) -> f32 {
+        let mut value = [x];
+        expf_in_place(&mut value);
+        value[0]
+    }
 
     /// Distance in units in the last place between two finite values of the same sign.
     fn ulps(a: f64, b: f64) -> u64 {
