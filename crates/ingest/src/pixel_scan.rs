@@ -47,10 +47,11 @@ pub(crate) fn pixels<D: Decode>(
             let keys = &scan.select[line * samples..(line + 1) * samples];
             // Each picked pixel's byte offset within the line's run of one band (BIL, BSQ) or
             // its spectrum's offset in the line (BIP).
+            let line_start = layout.at(0, line, 0);
             columns.clear();
             for (s, _) in keys.iter().enumerate().filter(|(_, &k)| k != 0) {
                 indices.push(line * samples + s);
-                columns.push(layout.at(0, line, s) - layout.at(0, line, 0));
+                columns.push(layout.at(0, line, s) - line_start);
             }
             if columns.is_empty() {
                 continue;
@@ -58,7 +59,6 @@ pub(crate) fn pixels<D: Decode>(
             let base = spectra.len();
             spectra.resize(base + columns.len() * nb, 0.0);
             let out = &mut spectra[base..];
-            let line_start = layout.at(0, line, 0);
             if layout.interleave == Interleave::Bip {
                 for (spectrum, &column) in out.chunks_exact_mut(nb).zip(&columns) {
                     let pixel = &bytes[line_start + column..];
